@@ -1,0 +1,37 @@
+# Every target works on a fresh clone: `.venv` is created and filled on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test test-all lint ui bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: train a conditional WGAN-GP on the bundled digits (no network).
+run: setup
+	$(PY) train.py experiment=quickstart
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+## MLflow UI over the default store on http://127.0.0.1:5000
+ui: setup
+	mkdir -p outputs
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
+		--default-artifact-root $(CURDIR)/outputs/mlartifacts --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf outputs multirun

@@ -1,0 +1,162 @@
+"""One LightningDataModule for every source: in-memory uint8 tensors, scaled to [-1, 1] on device."""
+
+import hashlib
+import logging
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from synthset.data.sources import ImageSource, RawImages
+from synthset.errors import require
+from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
+
+log = logging.getLogger(__name__)
+
+
+def resize_uint8(images: torch.Tensor, image_size: int, channels: int) -> torch.Tensor:
+    """Convert channel count (gray <-> RGB) and resize with antialiasing; stays uint8."""
+    if images.size(1) != channels:
+        if channels == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+        else:
+            images = images[:, :1].expand(-1, channels, -1, -1)
+    if images.shape[-2:] != (image_size, image_size):
+        resized = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+def to_signed_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def fingerprint(*tensors: torch.Tensor | None) -> str:
+    """sha256 (first 16 hex digits) of the preprocessed bytes: changes with the data or its preprocessing."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        if tensor is not None:
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class IndexedImages(Dataset):
+    """Batch-indexable (images, labels): one gather per batch instead of one per image."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Real images at ``image_size`` x ``image_size`` with ``channels`` channels, scaled to [-1, 1].
+
+    Splits: ``train``/``val`` come from the source's train split by a seeded permutation;
+    ``test`` is the source's real test split (what metrics score against).
+    Unlabeled sources get label -1 and ``num_classes == 0``.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        name: str,
+        image_size: int = 32,
+        channels: int = 1,
+        batch_size: int = 64,
+        val_fraction: float = 0.05,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        require(
+            image_size in SUPPORTED_IMAGE_SIZES,
+            f"data.image_size={image_size} is not supported; expected one of {SUPPORTED_IMAGE_SIZES}.",
+        )
+        require(channels in (1, 3), f"data.channels={channels} is not supported; expected 1 (gray) or 3 (RGB).")
+        require(batch_size > 0, f"data.batch_size={batch_size} must be a positive integer such as 64.")
+        require(0 <= val_fraction < 1, f"data.val_fraction={val_fraction} must be in [0, 1).")
+        self.source = source
+        self.name = name
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.num_workers = num_workers
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.class_names: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def prepare(self, raw: RawImages) -> tuple[torch.Tensor, torch.Tensor]:
+        images = resize_uint8(raw.images, self.image_size, self.channels)
+        labels = raw.labels if raw.labels is not None else torch.full((len(images),), -1, dtype=torch.long)
+        return images, labels
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        raw = self.source.load("train")
+        self.class_names = list(raw.class_names) if raw.labels is not None else []
+        images, labels = self.prepare(raw)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+        n_val = int(round(len(images) * self.val_fraction))
+        self.splits["val"] = (images[order[:n_val]], labels[order[:n_val]])
+        self.splits["train"] = (images[order[n_val:]], labels[order[n_val:]])
+        require(
+            len(self.splits["train"][0]) >= self.batch_size,
+            f"data.batch_size={self.batch_size} is larger than the {len(self.splits['train'][0])} "
+            "training images; lower data.batch_size.",
+        )
+        log.info("data=%s: %d train / %d val images at %dpx", self.name, len(order) - n_val, n_val, self.image_size)
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images and labels of ``train``, ``val`` or ``test`` (the source's real test split)."""
+        self.setup()
+        if name == "test" and "test" not in self.splits:
+            if self.source.has_test_split:
+                self.splits["test"] = self.prepare(self.source.load("test"))
+            else:
+                log.warning("data=%s has no test split; scoring against the training images", self.name)
+                self.splits["test"] = self.splits["train"]
+        return self.splits[name]
+
+    def fingerprint(self, split: str) -> str:
+        images, labels = self.split(split)
+        return fingerprint(images, labels)
+
+    def loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
+        dataset = IndexedImages(*self.split(split))
+        base = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(base, self.batch_size, drop_last=drop_last),
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val", shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test", shuffle=False, drop_last=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        # Scale on the device: one vectorized op per batch, no float copies in host memory.
+        return to_signed_unit(images), labels

@@ -1,0 +1,107 @@
+"""The one abstraction: a LightningModule that can ``sample`` images in [-1, 1]."""
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from synthset.errors import require
+
+
+class GenerativeModel(pl.LightningModule):
+    """Base of every model: image shape, ``num_classes`` (0 = unconditional) and ``sample``.
+
+    Subclasses build ``self.decoder`` (the network that maps latents to images) and call
+    ``self.finish_init()``; metrics, grids and generation only ever call ``sample``.
+    """
+
+    decoder: nn.Module
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        latent_dim: int,
+        conditional: bool = False,
+        num_classes: int = 0,
+        class_names: list[str] | None = None,
+        ema_decay: float | None = None,
+    ) -> None:
+        super().__init__()
+        require(
+            not conditional or num_classes > 0,
+            "model.conditional=true needs labeled data, but this data set has no classes; "
+            "use labeled data (class subfolders for data=folder) or set model.conditional=false.",
+        )
+        require(
+            ema_decay is None or 0.0 < ema_decay < 1.0,
+            f"model.ema_decay={ema_decay} is out of range; expected a number in (0, 1) such as 0.999, or null.",
+        )
+        self.channels = channels
+        self.image_size = image_size
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes if conditional else 0
+        self.class_names = list(class_names or [])
+        self.ema_decay = ema_decay
+        self.ema: AveragedModel | None = None
+
+    def finish_init(self) -> None:
+        """Create the EMA copy of ``self.decoder`` once the decoder exists."""
+        if self.ema_decay is not None:
+            self.ema = AveragedModel(
+                self.decoder, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True
+            )
+            self.ema.requires_grad_(False)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def update_ema(self) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.decoder)
+
+    def sampling_network(self) -> nn.Module:
+        """The EMA weights when EMA is on, else the live decoder."""
+        return self.ema.module if self.ema is not None else self.decoder
+
+    def default_labels(self, n: int) -> torch.Tensor | None:
+        """Balanced labels 0, 1, ..., K-1, 0, 1, ... for conditional models; None otherwise."""
+        return torch.arange(n) % self.num_classes if self.num_classes else None
+
+    def decode(self, net: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Map latents to images in [-1, 1]; VAEs override to turn logits into intensities."""
+        return net(z, labels)
+
+    @torch.inference_mode()
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``n`` images as a float tensor in [-1, 1] of shape (n, C, H, W).
+
+        Deterministic for a given CPU ``generator``: latents are drawn on the CPU, then moved.
+        """
+        require(n > 0, f"sample count {n} is not positive; ask for at least one image.")
+        if labels is None:
+            labels = self.default_labels(n)
+        elif self.num_classes == 0:
+            labels = None
+        net = self.sampling_network()
+        was_training = net.training
+        net.eval()
+        try:
+            z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+            labels = labels.to(self.device) if labels is not None else None
+            return self.decode(net, z, labels).clamp_(-1, 1)
+        finally:
+            net.train(was_training)
+
+    # Checkpoints carry the EMA weights; make sure they are restored into a matching module.
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        has_ema = any(key.startswith("ema.") for key in checkpoint["state_dict"])
+        require(
+            has_ema == (self.ema is not None),
+            "checkpoint and model disagree on EMA (model.ema_decay); resume with the run's own config.",
+        )

@@ -1,0 +1,1 @@
+"""Pipelines as plain functions of a config: train, evaluate, generate."""

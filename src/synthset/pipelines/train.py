@@ -1,0 +1,105 @@
+"""train(cfg): data -> model -> Trainer -> MLflow run. Returns the metric a sweeper optimizes."""
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from synthset.config import build
+from synthset.data.datamodule import ImageDataModule
+from synthset.errors import require
+from synthset.models.base import GenerativeModel
+from synthset.tracking.logger import ResumableMLFlowLogger
+from synthset.tracking.run_metadata import config_as_params, run_tags
+from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
+from synthset.tracking.store import default_artifact_location, default_tracking_uri, ensure_store
+
+log = logging.getLogger(__name__)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Cheap checks before anything heavy starts, each with one clear sentence."""
+    max_steps = cfg.trainer.get("max_steps", -1)
+    require(
+        isinstance(max_steps, int) and max_steps > 0,
+        f"trainer.max_steps={max_steps} must be a positive integer (optimizer steps), e.g. trainer.max_steps=2000.",
+    )
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    return cfg.tracking.uri or default_tracking_uri(cfg.paths.output_dir)
+
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    datamodule = build(cfg.data, _recursive_=True)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_model(cfg: DictConfig, datamodule: ImageDataModule) -> GenerativeModel:
+    return build(
+        cfg.model, num_classes=datamodule.num_classes, class_names=list(datamodule.class_names)
+    )
+
+
+def open_resume(cfg: DictConfig, uri: str) -> tuple[str, Path, Path]:
+    """For ``resume=<run_id|last>``: the run id, its run folder and its ``last.ckpt``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = find_run(client, cfg.tracking.experiment, str(cfg.resume))
+    run_dir = Path(run.data.tags.get(RUN_DIR_TAG) or cfg.paths.run_dir)
+    checkpoint = find_checkpoint(client, run, "last", run_dir / "checkpoints")
+    return run.info.run_id, run_dir, checkpoint
+
+
+def build_logger(cfg: DictConfig, uri: str, run_dir: Path, resume_run_id: str | None) -> ResumableMLFlowLogger | None:
+    if not cfg.logger:
+        return None
+    return build(
+        cfg.logger,
+        tracking_uri=uri,
+        experiment_name=cfg.tracking.experiment,
+        artifact_location=default_artifact_location(uri, cfg.paths.output_dir),
+        tags=run_tags(cfg, run_dir),
+        resume_run_id=resume_run_id,
+    )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train the configured model; returns the final ``eval/fid`` when evaluation ran, else None."""
+    validate_train_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    uri = tracking_uri(cfg)
+    if cfg.logger:
+        ensure_store(uri)
+
+    resume_run_id, checkpoint = None, None
+    if cfg.get("resume"):
+        resume_run_id, run_dir, checkpoint = open_resume(cfg, uri)
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(run_dir)
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
+    logger = build_logger(cfg, uri, run_dir, resume_run_id)
+    callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    trainer: pl.Trainer = build(
+        cfg.trainer, logger=logger if logger else False, callbacks=callbacks, default_root_dir=str(run_dir)
+    )
+    if logger is not None:
+        logger.log_hyperparams(config_as_params(cfg))
+        if not logger.resuming and trainer.is_global_zero:
+            logger.experiment.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+
+    if logger is not None and trainer.is_global_zero:
+        print(f"MLflow run id: {logger.run_id}  (experiment {cfg.tracking.experiment!r}, store {uri})")
+        print("Open the UI with: make ui   then browse http://127.0.0.1:5000/#/experiments/"
+              f"{logger.experiment_id}/runs/{logger.run_id}")
+    fid = trainer.callback_metrics.get("eval/fid")
+    return float(fid) if fid is not None else None

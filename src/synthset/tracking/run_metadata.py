@@ -1,0 +1,41 @@
+"""What every run records about itself: tags, flattened config, config YAML."""
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import synthset
+from synthset.tracking.runs import RUN_DIR_TAG
+
+
+def git_commit(repo_dir: Path | None = None) -> str:
+    """The checkout's commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
+    try:
+        cwd = str(repo_dir or Path(__file__).resolve().parent)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
+    return {
+        "model": str(cfg.model.name),
+        "data": str(cfg.data.name),
+        "conditional": str(bool(cfg.model.get("conditional", False))).lower(),
+        "git_commit": git_commit(),
+        "synthset_version": synthset.__version__,
+        "torch_version": torch.__version__,
+        RUN_DIR_TAG: str(run_dir),
+    }
+
+
+def config_as_params(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a plain nested dict (Lightning's logger flattens it to ``a/b`` keys)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    return container
