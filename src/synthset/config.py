@@ -9,7 +9,12 @@ from synthset.errors import SynthsetError
 
 
 def build(node: Any, **kwargs: Any) -> Any:
-    """Instantiate a config node; a ``SynthsetError`` raised inside surfaces as itself."""
+    """Instantiate a config node; a ``SynthsetError`` raised inside surfaces as itself.
+
+    Arguments arrive as plain lists/dicts (``_convert_="all"``): OmegaConf containers inside
+    saved hyperparameters would break ``torch.load(weights_only=True)`` of checkpoints.
+    """
+    kwargs.setdefault("_convert_", "all")
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:

@@ -17,7 +17,7 @@ ARGS = [
     "model.width=16",
     "trainer.log_every_n_steps=5",
     "trainer.enable_progress_bar=false",
-    "callbacks.model_checkpoint.every_n_train_steps=20",
+    "callbacks.model_checkpoint.every_n_train_steps=50",
     "callbacks.sample_grid.every_n_steps=1000",
 ]
 
@@ -33,6 +33,13 @@ def wait_for_checkpoint(root: Path, proc: subprocess.Popen, timeout: float = 240
     raise AssertionError("no checkpoint appeared")
 
 
+def max_logged_step(client: MlflowClient) -> int:
+    experiment = client.get_experiment_by_name("synthset")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    history = client.get_metric_history(runs[0].info.run_id, "train/loss") if runs else []
+    return max((m.step for m in history), default=-1)
+
+
 def test_resume_after_sigkill_continues_the_same_run_without_duplicate_steps(tmp_path: Path) -> None:
     env = {**os.environ, "SYNTHSET_ROOT": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -40,15 +47,17 @@ def test_resume_after_sigkill_continues_the_same_run_without_duplicate_steps(tmp
         [sys.executable, str(REPO / "train.py"), *ARGS, "trainer.max_steps=100000"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    client = MlflowClient(tracking_uri_for(tmp_path))
     try:
         checkpoint = wait_for_checkpoint(tmp_path, proc)
-        time.sleep(3)  # keep training past the checkpoint, so some steps get computed twice
+        # Kill once steps past the checkpoint are logged, so they get computed twice.
+        while max_logged_step(client) < 60 and proc.poll() is None:
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
     saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
-    client = MlflowClient(tracking_uri_for(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])
     logged_before = max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
     assert run.info.status == "RUNNING" and logged_before > saved_step

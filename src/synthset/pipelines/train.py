@@ -1,6 +1,7 @@
 """train(cfg): data -> model -> Trainer -> MLflow run. Returns the metric a sweeper optimizes."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -67,8 +68,25 @@ def build_logger(cfg: DictConfig, uri: str, run_dir: Path, resume_run_id: str | 
     )
 
 
+@dataclass
+class TrainingResult:
+    model: GenerativeModel
+    datamodule: ImageDataModule
+    trainer: pl.Trainer
+    run_id: str | None
+
+    def final_metric(self, name: str = "eval/fid") -> float | None:
+        value = self.trainer.callback_metrics.get(name)
+        return float(value) if value is not None else None
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train the configured model; returns the final ``eval/fid`` when evaluation ran, else None."""
+    return run_training(cfg).final_metric("eval/fid")
+
+
+def run_training(cfg: DictConfig) -> TrainingResult:
+    """Train the configured model and hand back everything it built."""
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     uri = tracking_uri(cfg)
@@ -101,5 +119,4 @@ def train(cfg: DictConfig) -> float | None:
         print(f"MLflow run id: {logger.run_id}  (experiment {cfg.tracking.experiment!r}, store {uri})")
         print("Open the UI with: make ui   then browse http://127.0.0.1:5000/#/experiments/"
               f"{logger.experiment_id}/runs/{logger.run_id}")
-    fid = trainer.callback_metrics.get("eval/fid")
-    return float(fid) if fid is not None else None
+    return TrainingResult(model, datamodule, trainer, logger.run_id if logger else None)
