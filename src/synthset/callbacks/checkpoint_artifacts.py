@@ -24,8 +24,8 @@ class LogCheckpointsToMLflow(pl.Callback):
                 # Every rank takes part in saving (a collective under DDP); rank 0 writes.
                 trainer.save_checkpoint(last)
                 paths.add(last)
-            if callback.best_model_path:
-                paths.add(Path(callback.best_model_path))
+            # best.ckpt is kept by the evaluation callback, next to last.ckpt.
+            paths.add(Path(callback.dirpath) / "best.ckpt")
         if not trainer.is_global_zero:
             return
         for logger in trainer.loggers:

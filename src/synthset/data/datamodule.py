@@ -160,3 +160,8 @@ class ImageDataModule(pl.LightningDataModule):
         images, labels = batch
         # Scale on the device: one vectorized op per batch, no float copies in host memory.
         return to_signed_unit(images), labels
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded (the inverse of ``to_signed_unit``)."""
+    return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)

@@ -9,6 +9,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from synthset.errors import require
 
+MODEL_CLASS_KEY = "synthset_model_class"
+RUN_CONFIG_KEY = "synthset_run_config"
+
 
 class GenerativeModel(pl.LightningModule):
     """Base of every model: image shape, ``num_classes`` (0 = unconditional) and ``sample``.
@@ -46,6 +49,10 @@ class GenerativeModel(pl.LightningModule):
         self.class_names = list(class_names or [])
         self.ema_decay = ema_decay
         self.ema: AveragedModel | None = None
+        # Generator updates (GANs skip some batches for G); evaluation is scheduled on this count.
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        # The resolved run config, stored in every checkpoint so it describes itself.
+        self.run_config: dict[str, Any] | None = None
 
     def finish_init(self) -> None:
         """Create the EMA copy of ``self.decoder`` once the decoder exists."""
@@ -97,6 +104,11 @@ class GenerativeModel(pl.LightningModule):
             return self.decode(net, z, labels).clamp_(-1, 1)
         finally:
             net.train(was_training)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[MODEL_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self.run_config is not None:
+            checkpoint[RUN_CONFIG_KEY] = self.run_config
 
     # Checkpoints carry the EMA weights; make sure they are restored into a matching module.
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -39,7 +39,6 @@ class GANModule(GenerativeModel):
         )
         self.generator.apply(init_dcgan_weights)
         self.discriminator.apply(init_dcgan_weights)
-        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self.finish_init()
 
     @property

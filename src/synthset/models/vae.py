@@ -90,6 +90,7 @@ class BetaVAE(GenerativeModel):
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.generator_steps += 1
         self.update_ema()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from synthset.callbacks.evaluation import EvaluationCallback
 from synthset.config import build
 from synthset.data.datamodule import ImageDataModule
 from synthset.errors import require
@@ -75,14 +76,17 @@ class TrainingResult:
     trainer: pl.Trainer
     run_id: str | None
 
-    def final_metric(self, name: str = "eval/fid") -> float | None:
-        value = self.trainer.callback_metrics.get(name)
-        return float(value) if value is not None else None
+    def final_score(self) -> float | None:
+        """The last FID (or its named proxy) the evaluation callback measured, if it ran."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, EvaluationCallback) and callback.last_metrics:
+                return callback.last_metrics[callback.monitor]
+        return None
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train the configured model; returns the final ``eval/fid`` when evaluation ran, else None."""
-    return run_training(cfg).final_metric("eval/fid")
+    """Train the configured model; returns the final ``eval/fid`` (what sweepers minimize) or None."""
+    return run_training(cfg).final_score()
 
 
 def run_training(cfg: DictConfig) -> TrainingResult:
@@ -103,6 +107,7 @@ def run_training(cfg: DictConfig) -> TrainingResult:
 
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
+    model.run_config = config_as_params(cfg)
     logger = build_logger(cfg, uri, run_dir, resume_run_id)
     callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None]
     trainer: pl.Trainer = build(
