@@ -33,5 +33,9 @@ ui: setup
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
 		--default-artifact-root $(CURDIR)/outputs/mlartifacts --host 127.0.0.1 --port 5000
 
+## Full benchmark run (writes docs/benchmarks.md); `--quick` is what CI exercises.
+bench: setup
+	$(PY) scripts/benchmark.py --json
+
 clean:
 	rm -rf outputs multirun

@@ -7,29 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from synthset.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests always use their own store, never one set in the developer's shell."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
-def compose_config(config_name: str, overrides: list[str], out: Path) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` as the CLI would, with every path under ``out``."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(out)
-        cfg.paths.output_dir = str(out / "outputs")
-        cfg.paths.run_dir = str(out / "outputs" / "run")
-        cfg.paths.cache_dir = str(out / "outputs" / "cache")
-    return cfg
 
 
 FAST_TRAIN = [
@@ -57,7 +45,8 @@ def tracking_uri_for(tmp_path: Path) -> str:
 def run_cli(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a real entry point (``train.py`` ...) with outputs under ``cwd``."""
     full_env = {**os.environ, "SYNTHSET_ROOT": str(cwd), **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None) if env is None or "MLFLOW_TRACKING_URI" not in env else None
+    if "MLFLOW_TRACKING_URI" not in (env or {}):
+        full_env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
         cwd=cwd,

@@ -1,9 +1,12 @@
-"""``build``: ``hydra.utils.instantiate`` that lets our own clear errors through unwrapped."""
+"""Config helpers: ``build`` (instantiate with clear errors) and ``compose_config`` (the shipped configs)."""
 
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
 
 from synthset.errors import SynthsetError
 
@@ -24,3 +27,22 @@ def build(node: Any, **kwargs: Any) -> Any:
         if cause is not None:
             raise cause from None
         raise
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_config(config_name: str, overrides: list[str], output_root: Path) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` as the CLI would, with every output under ``output_root``.
+
+    For tests, benchmarks and notebooks: the same configs, no Hydra app or working-directory change.
+    """
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides)
+    output_root = Path(output_root)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(output_root)
+        cfg.paths.output_dir = str(output_root / "outputs")
+        cfg.paths.run_dir = str(output_root / "outputs" / "run")
+        cfg.paths.cache_dir = str(output_root / "outputs" / "cache")
+    return cfg

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from synthset.config import compose_config
 from synthset.errors import SynthsetError
 from synthset.pipelines.evaluate import evaluate
 from synthset.pipelines.train import train
-from tests.conftest import compose_config, run_cli, tracking_uri_for
+from tests.conftest import FAST_TRAIN, run_cli, tracking_uri_for
 
 EVAL = [
     "model=dcgan",
@@ -24,8 +25,6 @@ EVAL = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, float]:
     root = tmp_path_factory.mktemp("evaluated")
-    from tests.conftest import FAST_TRAIN
-
     fid = train(compose_config("train", [*FAST_TRAIN, *EVAL], root))
     client = MlflowClient(tracking_uri_for(root))
     (run,) = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])

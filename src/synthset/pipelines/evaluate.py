@@ -36,7 +36,7 @@ def open_run_checkpoint(cfg: DictConfig) -> tuple[MlflowClient, str, GenerativeM
 
 def datamodule_of(run_config: dict) -> ImageDataModule:
     """The run's own data (same source, size and preprocessing), rebuilt from its stored config."""
-    return build(OmegaConf.create(run_config["data"]))
+    return build(OmegaConf.create(run_config["data"]["module"]))
 
 
 def print_table(title: str, metrics: dict[str, float]) -> None:

@@ -34,7 +34,7 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    datamodule = build(cfg.data, _recursive_=True)
+    datamodule = build(cfg.data.module)
     datamodule.setup("fit")
     return datamodule
 
