@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: train a conditional WGAN-GP on the bundled digits (no network).
+## The main job: train a conditional WGAN-GP on the bundled digits (no network), then write a
+## small labeled dataset with its card from that run.
 run: setup
 	$(PY) train.py experiment=quickstart
+	$(PY) generate.py run_id=latest num_samples=1000 shard_size=250 format=imagefolder card.eval_samples=200 overwrite=true
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

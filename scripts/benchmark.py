@@ -7,6 +7,8 @@
 - eval_warm_speedup: cold-cache evaluation time / warm-cache time on the same samples.
 - eval_vs_fidelity_ratio: direct torch_fidelity.calculate_metrics time / our evaluation time (warm, same
   images, same extractor): >= 1 means our wrapper costs nothing extra.
+- generate_images_per_s.<format>, generate_vs_baseline_ratio (imagefolder vs a plain loop of sampling +
+  PIL PNG encoding + writing, one process), generate_rss_growth (peak RSS at the large / small count).
 """
 
 import argparse
@@ -168,6 +170,81 @@ def bench_eval(n_fake: int, n_real: int, repeats: int, out: Path) -> dict:
     }
 
 
+# ---- generation -------------------------------------------------------------------------------
+
+RSS_PROBE = """
+import resource, runpy, sys
+sys.argv = ["generate.py", *sys.argv[1:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Path) -> dict:
+    """images/s per format vs a plain loop (sample + PIL PNG encode + write), and peak RSS growth."""
+    import os
+    import subprocess
+    import sys
+
+    from synthset.config import compose_config
+    from synthset.data.datamodule import to_uint8
+    from synthset.generation.writers import encode_png
+    from synthset.models.loading import load_generative_model
+    from synthset.pipelines.generate import generate
+    from synthset.pipelines.train import run_training
+
+    root = out / "gen"
+    result = run_training(compose_config("train", [
+        "model=dcgan", "model.conditional=true", "model.width=32", "trainer.max_steps=10", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false"], root))
+    run_id = result.run_id
+    common = [f"run_id={run_id}", "progress=false", "card.eval_samples=0", "memorization.enabled=false", "overwrite=true"]
+    counter = [0]
+
+    def ours(fmt: str) -> float:
+        counter[0] += 1
+        cfg = compose_config("generate", [*common, f"num_samples={n}", f"shard_size={max(1, n // 4)}", f"format={fmt}",
+                                          f"out={root / 'datasets' / f'{fmt}-{counter[0]}'}"], root)
+        return n / timed(lambda: generate(cfg))
+
+    model, _ = load_generative_model(root / "outputs" / "run" / "checkpoints" / "last.ckpt")
+
+    def plain() -> float:
+        target = root / "plain" / str(counter[0])
+        target.mkdir(parents=True, exist_ok=True)
+
+        def loop() -> None:
+            generator = torch.Generator().manual_seed(0)
+            for start in range(0, n, 256):
+                images = to_uint8(model.sample(min(256, n - start), generator=generator)).numpy()
+                for i, image in enumerate(images):
+                    (target / f"{start + i:08d}.png").write_bytes(encode_png(image))
+
+        return n / timed(loop)
+
+    per_format, baseline = {}, []
+    for fmt in ("imagefolder", "hf", "webdataset", "npz"):
+        cand, base = alternate(lambda f=fmt: ours(f), plain, repeats)
+        per_format[fmt] = cand
+        baseline += base
+
+    def peak_rss_kb(count: int) -> int:
+        env = {**os.environ, "SYNTHSET_ROOT": str(root)}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        args = [*common, f"num_samples={count}", "shard_size=500", "format=webdataset", f"out={root / 'rss' / str(count)}"]
+        done = subprocess.run([sys.executable, "-c", RSS_PROBE, *args], cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.split("MAXRSS_KB")[-1].split()[0])
+
+    small, large = peak_rss_kb(rss_small), peak_rss_kb(rss_large)
+    return {
+        "images_per_s": per_format, "plain_images_per_s": baseline,
+        "generate_images_per_s": {k: statistics.median(v) for k, v in per_format.items()},
+        "generate_vs_baseline_ratio": statistics.median(per_format["imagefolder"]) / statistics.median(baseline),
+        "rss_kb": {str(rss_small): small, str(rss_large): large}, "generate_rss_growth": large / small,
+    }
+
+
 def machine() -> dict:
     import pytorch_lightning
     import torch_fidelity
@@ -191,6 +268,12 @@ def markdown(results: dict) -> str:
     e = results["eval"]
     lines.append(f"| eval cold vs warm cache (s) | warm {span(e['warm_s'], 's')} | cold {span(e['cold_s'], 's')} | {e['eval_warm_speedup']:.2f}x | > 1 |")
     lines.append(f"| eval vs direct torch-fidelity (s) | {span(e['ours_s'], 's')} | {span(e['direct_s'], 's')} | {e['eval_vs_fidelity_ratio']:.3f} | >= 0.95 |")
+    g = results["generate"]
+    for fmt, xs in g["images_per_s"].items():
+        lines.append(f"| generate {fmt} (images/s) | {span(xs, '')} | plain loop {span(g['plain_images_per_s'], '')} | "
+                     f"{statistics.median(xs) / statistics.median(g['plain_images_per_s']):.3f} | >= 1.5 |")
+    (small, a), (large, b) = g["rss_kb"].items()
+    lines.append(f"| generate peak RSS | {large} images: {b / 1024:.0f} MiB | {small} images: {a / 1024:.0f} MiB | {g['generate_rss_growth']:.3f} | <= 1.1 |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,9 +295,15 @@ def main() -> None:
         results["eval"] = bench_eval(16 if args.quick else 64, 16 if args.quick else 64, repeats, out)
         print(f"eval_warm_speedup = {results['eval']['eval_warm_speedup']:.2f}", flush=True)
         print(f"eval_vs_fidelity_ratio = {results['eval']['eval_vs_fidelity_ratio']:.3f}", flush=True)
+        g = bench_generate(500 if args.quick else 4000, 1000 if args.quick else 1000, 4000 if args.quick else 20000, repeats, out)
+        results["generate"] = g
+        print(f"generate_images_per_s = {g['generate_images_per_s']}", flush=True)
+        print(f"generate_vs_baseline_ratio = {g['generate_vs_baseline_ratio']:.3f}  generate_rss_growth = {g['generate_rss_growth']:.3f}", flush=True)
     results["train_overhead_ratio"] = {k: v["ratio"] for k, v in results["train"].items()}
     results["eval_warm_speedup"] = results["eval"]["eval_warm_speedup"]
     results["eval_vs_fidelity_ratio"] = results["eval"]["eval_vs_fidelity_ratio"]
+    for key in ("generate_images_per_s", "generate_vs_baseline_ratio", "generate_rss_growth"):
+        results[key] = results["generate"][key]
     if args.write or not args.quick:
         path = args.write or REPO / "docs" / "benchmarks.md"
         path.parent.mkdir(parents=True, exist_ok=True)

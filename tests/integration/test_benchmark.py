@@ -15,3 +15,5 @@ def test_quick_benchmark_reports_every_ratio_as_json() -> None:
     assert set(report["train_overhead_ratio"]) == {"dcgan", "wgan", "vae"}
     assert all(ratio > 0 for ratio in report["train_overhead_ratio"].values())
     assert report["eval_warm_speedup"] > 0 and report["eval_vs_fidelity_ratio"] > 0
+    assert set(report["generate_images_per_s"]) == {"imagefolder", "hf", "webdataset", "npz"}
+    assert report["generate_vs_baseline_ratio"] > 0 and report["generate_rss_growth"] > 0

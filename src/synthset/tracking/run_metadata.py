@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import synthset
-from synthset.tracking.runs import RUN_DIR_TAG
+from synthset.tracking.runs import KIND_TAG, RUN_DIR_TAG
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
@@ -31,6 +31,7 @@ def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
         "synthset_version": synthset.__version__,
         "torch_version": torch.__version__,
         RUN_DIR_TAG: str(run_dir),
+        KIND_TAG: "train",
     }
 
 

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from synthset.errors import SynthsetError, require
 
 RUN_DIR_TAG = "synthset.run_dir"
+KIND_TAG = "synthset.kind"  # train | generate: run_id=latest/best only consider training runs
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 
 
@@ -27,7 +28,7 @@ def find_run(client: MlflowClient, experiment_name: str, run_ref: str, metric: s
     if run_ref in ("latest", "last", "best"):
         require(experiment is not None, f"run_id={run_ref} found no experiment {experiment_name!r}; train a model first.")
         order = [f"metrics.`{metric}` ASC"] if run_ref == "best" else ["attributes.start_time DESC"]
-        query = f"metrics.`{metric}` >= 0" if run_ref == "best" else ""
+        query = f"tags.`{KIND_TAG}` = 'train'" + (f" and metrics.`{metric}` >= 0" if run_ref == "best" else "")
         runs = client.search_runs(
             [experiment.experiment_id], filter_string=query, order_by=order, max_results=1
         )
@@ -43,8 +44,16 @@ def find_run(client: MlflowClient, experiment_name: str, run_ref: str, metric: s
 
 
 def find_checkpoint(client: MlflowClient, run: Run, which: str, download_dir: Path) -> Path:
-    """Local path of ``<which>.ckpt`` for ``run`` (``last`` or ``best``): the run folder, else artifacts."""
-    require(which in ("last", "best"), f"checkpoint={which} is unknown; expected 'last' or 'best'.")
+    """Local path of ``<which>.ckpt`` for ``run``: the run folder, else its artifacts.
+
+    ``which`` is ``last``, ``best``, or ``auto`` (best when the run kept one, else last).
+    """
+    require(which in ("last", "best", "auto"), f"checkpoint={which} is unknown; expected best, last or auto.")
+    if which == "auto":
+        try:
+            return find_checkpoint(client, run, "best", download_dir)
+        except SynthsetError:
+            return find_checkpoint(client, run, "last", download_dir)
     run_dir = run.data.tags.get(RUN_DIR_TAG)
     if run_dir:
         local = Path(run_dir) / "checkpoints" / f"{which}.ckpt"

@@ -1,0 +1,150 @@
+"""generate(cfg): a trained run -> a labeled synthetic dataset with a card, memorization check and gate."""
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from torchvision.utils import make_grid, save_image
+
+from synthset.errors import require
+from synthset.generation.card import write_card
+from synthset.generation.memorization import MemorizationCheck
+from synthset.generation.runner import ShardedGeneration, prepare_output
+from synthset.generation.spec import GenerationSpec, label_plan
+from synthset.generation.writers import WRITERS
+from synthset.metrics.evaluation import score_images
+from synthset.metrics.fidelity import MetricSettings
+from synthset.pipelines.evaluate import datamodule_of, open_run_checkpoint
+from synthset.tracking.runs import KIND_TAG
+
+log = logging.getLogger(__name__)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_gate(client: MlflowClient, run_id: str, max_fid: float | None) -> float | None:
+    """Refuse models whose FID is worse than ``gate.max_fid``; returns the FID it judged."""
+    fid = client.get_run(run_id).data.metrics.get("eval/fid")
+    if max_fid is None:
+        return fid
+    require(fid is not None, f"gate.max_fid={max_fid} needs the run's eval/fid, but run {run_id} has none; "
+            "train with eval.every_n_steps or drop gate.max_fid.")
+    require(fid <= max_fid, f"run {run_id} has eval/fid={fid:.2f}, worse than gate.max_fid={max_fid}; "
+            "train longer, pick a better run (run_id=best) or raise gate.max_fid.")
+    return fid
+
+
+def labels_option(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
+    grid = make_grid(images.float() / 255.0, nrow=nrow, pad_value=1.0)
+    save_image(grid, path.with_name(f".{path.name}.tmp.png"))
+    path.with_name(f".{path.name}.tmp.png").replace(path)
+
+
+def generate(cfg: DictConfig) -> Path:
+    """Write the dataset; returns its folder. Re-running the same command resumes a killed run."""
+    client, run_id, model, checkpoint, ckpt_path = open_run_checkpoint(cfg)
+    run = client.get_run(run_id)
+    source_fid = check_gate(client, run_id, cfg.gate.max_fid)
+    mem_cfg = cfg.memorization
+    spec = GenerationSpec(
+        source_run_id=run_id, checkpoint_sha256=sha256_of(ckpt_path), format=str(cfg.format),
+        num_samples=cfg.num_samples, shard_size=cfg.shard_size, seed=cfg.seed, labels=labels_option(cfg.labels),
+        drop_memorized=bool(cfg.filter.drop_memorized),
+        memorization={"enabled": bool(mem_cfg.enabled), "extractor": mem_cfg.extractor, "percentile": mem_cfg.percentile},
+    )
+    require(not spec.drop_memorized or mem_cfg.enabled, "filter.drop_memorized=true needs memorization.enabled=true.")
+    class_names = list(model.class_names) if model.num_classes else []
+    labels = label_plan(spec, class_names)
+    out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{run.info.run_name}-{spec.format}-{spec.num_samples}")
+    manifest = prepare_output(out, spec, bool(cfg.overwrite))
+
+    datamodule = datamodule_of(model.run_config)
+    memorization = None
+    if mem_cfg.enabled:
+        memorization = MemorizationCheck.calibrate(datamodule, mem_cfg.extractor, mem_cfg.percentile,
+                                                   Path(cfg.paths.cache_dir) / "memorization")
+    generation = ShardedGeneration(model, spec, labels, WRITERS[spec.format](out, class_names), out, memorization)
+    manifest = generation.run(manifest, num_workers=cfg.num_workers, progress=cfg.progress)
+
+    # Card material comes from the first shards again: each shard is a pure function of the spec.
+    first = generation.shard_images(0)
+    per_row = 8 if not class_names else max(1, min(8, int((first.labels == 0).sum())))
+    order = torch.argsort(first.labels, stable=True) if first.labels is not None else torch.arange(len(first.images))
+    save_grid(first.images[order][: per_row * max(1, len(class_names) or 8)], out / "grid.png", per_row)
+    memo_info = {}
+    if memorization is not None:
+        flagged = sum(s["flagged"] for s in manifest.shards.values())
+        closest = torch.argsort(first.distances)[:8]
+        pairs = torch.stack([torch.stack([first.images[i], memorization.train_images[first.neighbours[i]]]) for i in closest])
+        save_grid(pairs.flatten(0, 1), out / "closest_pairs.png", 2)
+        memo_info = {"extractor": memorization.extractor_name, "percentile": memorization.percentile,
+                     "threshold": memorization.threshold, "train_images": len(memorization.train_images),
+                     "flagged": flagged, "flagged_fraction": flagged / spec.num_samples,
+                     "replaced": sum(s["replaced"] for s in manifest.shards.values())}
+    quality: dict[str, Any] = {}
+    if cfg.card.eval_samples:
+        n = min(cfg.card.eval_samples, len(first.images))
+        settings = MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True))
+        quality = {"reference_split": "test", "num_samples": n, "metrics": score_images(
+            first.images[:n], first.labels[:n] if first.labels is not None else None, datamodule, "test", settings)}
+    class_counts = None
+    if class_names:
+        totals = torch.tensor([s["class_counts"] for s in manifest.shards.values()]).sum(0).tolist()
+        class_counts = dict(zip(class_names, totals, strict=True))
+    run_cfg = model.run_config
+    info = {
+        "spec": spec.to_dict(), "spec_digest": spec.digest(), "class_names": class_names, "class_counts": class_counts,
+        "source": {"run_name": run.info.run_name, "model": run_cfg["model"]["name"], "data": run_cfg["data"]["name"],
+                   "checkpoint": ckpt_path.name, "global_step": checkpoint.get("global_step"),
+                   "model_config": run_cfg["model"], "data_config": {k: v for k, v in run_cfg["data"].items() if k != "module"}},
+        "source_metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("eval")},
+        "gate": {"max_fid": cfg.gate.max_fid, "source_fid": source_fid},
+        "quality": quality, "memorization": memo_info,
+        "shards": {k: {"sha256": v["sha256"], "count": v["count"]} for k, v in sorted(manifest.shards.items(), key=lambda kv: int(kv[0]))},
+    }
+    write_card(out, info)
+    log_generation_run(client, run, out, spec, quality, memo_info)
+    print(f"dataset: {out}  ({spec.num_samples} images, format {spec.format})")
+    headline = {k: round(v, 4) for k, v in quality.get("metrics", {}).items() if k in ("fid", "precision", "recall")}
+    print(f"card: {out / 'README.md'}  quality vs real test: {headline or 'not measured'}"
+          + (f"  memorized-looking: {memo_info['flagged_fraction']:.2%}" if memo_info else ""))
+    return out
+
+
+def log_generation_run(client: MlflowClient, source, out: Path, spec: GenerationSpec, quality: dict, memo: dict) -> str:
+    """A child run of the source run, with the dataset as an MLflow dataset input and the card as artifacts."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    run = client.create_run(source.info.experiment_id, run_name=f"generate-{source.info.run_name}", tags={
+        "mlflow.parentRunId": source.info.run_id, "synthset.source_run": source.info.run_id, KIND_TAG: "generate"})
+    run_id = run.info.run_id
+    for key, value in spec.to_dict().items():
+        client.log_param(run_id, key, str(value)[:500])
+    client.log_param(run_id, "out", str(out))
+    for key, value in quality.get("metrics", {}).items():
+        client.log_metric(run_id, f"dataset/{key}", value)
+    if memo:
+        client.log_metric(run_id, "dataset/memorized_fraction", memo["flagged_fraction"])
+    dataset = MetaDataset(resolve_dataset_source(str(out)), name=out.name, digest=spec.digest())
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "generated")])])
+    for name in ("README.md", "synthset.json", "grid.png", "closest_pairs.png", "manifest.json"):
+        if (out / name).is_file():
+            client.log_artifact(run_id, str(out / name), "dataset_card")
+    client.set_terminated(run_id)
+    return run_id
