@@ -48,7 +48,16 @@ def labels_option(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
+def grid_selection(images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, per_row: int = 8) -> tuple[torch.Tensor, int]:
+    """Up to ``per_row`` images of each class, one class per row (the first 64 when unlabeled)."""
+    if labels is None:
+        return images[: per_row * per_row], per_row
+    rows = [images[(labels == k).nonzero().squeeze(1)[:per_row]] for k in range(num_classes)]
+    per_row = min(per_row, min(len(r) for r in rows))
+    return torch.cat([r[:per_row] for r in rows]), max(per_row, 1)
+
+
+def save_grid(images: torch.Tensor, nrow: int, path: Path) -> None:
     grid = make_grid(images.float() / 255.0, nrow=nrow, pad_value=1.0)
     save_image(grid, path.with_name(f".{path.name}.tmp.png"))
     path.with_name(f".{path.name}.tmp.png").replace(path)
@@ -82,15 +91,13 @@ def generate(cfg: DictConfig) -> Path:
 
     # Card material comes from the first shards again: each shard is a pure function of the spec.
     first = generation.shard_images(0)
-    per_row = 8 if not class_names else max(1, min(8, int((first.labels == 0).sum())))
-    order = torch.argsort(first.labels, stable=True) if first.labels is not None else torch.arange(len(first.images))
-    save_grid(first.images[order][: per_row * max(1, len(class_names) or 8)], out / "grid.png", per_row)
+    save_grid(*grid_selection(first.images, first.labels, len(class_names)), out / "grid.png")
     memo_info = {}
     if memorization is not None:
         flagged = sum(s["flagged"] for s in manifest.shards.values())
         closest = torch.argsort(first.distances)[:8]
         pairs = torch.stack([torch.stack([first.images[i], memorization.train_images[first.neighbours[i]]]) for i in closest])
-        save_grid(pairs.flatten(0, 1), out / "closest_pairs.png", 2)
+        save_grid(pairs.flatten(0, 1), 2, out / "closest_pairs.png")
         memo_info = {"extractor": memorization.extractor_name, "percentile": memorization.percentile,
                      "threshold": memorization.threshold, "train_images": len(memorization.train_images),
                      "flagged": flagged, "flagged_fraction": flagged / spec.num_samples,
