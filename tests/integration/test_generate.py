@@ -187,3 +187,42 @@ def test_sigkill_mid_generation_then_rerun_gives_the_uninterrupted_result(source
     assert resumed["complete"] and resumed["shards"] == whole["shards"]
     assert {k: v["sha256"] for k, v in partial["shards"].items()} == {k: whole["shards"][k]["sha256"] for k in partial["shards"]}
     assert not list(killed.glob(".*tmp*"))
+
+
+@pytest.fixture(scope="module")
+def learned_run(source_run) -> tuple[Path, str]:
+    """A conditional DCGAN that has learned digits (as in test_learning), beside source_run's store and caches."""
+    root, _ = source_run
+    cfg = compose_config("train", [*FAST_TRAIN, "model=dcgan", "model.conditional=true", "model.width=32",
+                                   "trainer.max_steps=600", "callbacks.sample_grid.every_n_steps=100000"], root)
+    cfg.paths.run_dir = str(root / "outputs" / "learned-run")
+    from synthset.pipelines.train import run_training
+
+    return root, run_training(cfg).run_id
+
+
+def test_label_agreement_keeps_only_images_the_reference_classifier_assigns_to_their_label(learned_run, tmp_path: Path) -> None:
+    from synthset.metrics.classifier import reference_classifier
+
+    root, run_id = learned_run
+    cfg = compose_config("generate", [f"run_id={run_id}", *FAST_GENERATE, "format=npz", f"out={tmp_path / 'agreed'}",
+                                      "filter.label_agreement=0.5", "memorization.enabled=false",
+                                      "card.eval_samples=20", "metrics.is_extractor=none"], root)
+    out = generate(cfg)
+    arrays = [np.load(p) for p in sorted(out.glob("shard-*.npz"))]
+    images = torch.from_numpy(np.concatenate([a["images"] for a in arrays]))
+    labels = torch.from_numpy(np.concatenate([a["labels"] for a in arrays]))
+    assert len(images) == 40 and labels.bincount().tolist() == [4] * 10
+
+    dm = ImageDataModule(DigitsSource(), "digits", image_size=16)
+    classifier = reference_classifier(dm, root / "outputs" / "cache" / "classifier")  # the cached one the filter used
+    test_images, test_labels = dm.split("test")
+    accuracy = (classifier.probabilities(test_images).argmax(1) == test_labels).float().mean().item()
+    assert accuracy >= 0.9, f"reference classifier reaches only {accuracy:.2%} on real test digits"
+    agreement = classifier.probabilities(images).gather(1, labels.view(-1, 1)).squeeze(1)
+    assert (agreement >= 0.5).all()
+
+    info = json.loads((out / "synthset.json").read_text())
+    assert info["label_agreement"]["threshold"] == 0.5
+    assert set(info["quality"]["metrics_before_filtering"]) == set(info["quality"]["metrics"])
+    assert "after filtering" in (out / "README.md").read_text()

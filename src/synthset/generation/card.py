@@ -34,6 +34,15 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
+def quality_table(quality: dict[str, Any]) -> list[str]:
+    """Metrics of the written images; with filters on, the unfiltered draw's metrics beside them."""
+    before = quality.get("metrics_before_filtering")
+    if before is None:
+        return ["| metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in quality.get("metrics", {}).items()]]
+    return ["| metric | after filtering | before filtering |", "|---|---|---|",
+            *[f"| {k} | {v:.4f} | {before[k]:.4f} |" for k, v in quality["metrics"].items()]]
+
+
 def card_markdown(info: dict[str, Any]) -> str:
     spec, source = info["spec"], info["source"]
     labeled = bool(info["class_names"])
@@ -68,8 +77,7 @@ def card_markdown(info: dict[str, Any]) -> str:
         "", "## Quality", "",
         f"Source model's own metrics: {info['source_metrics'] or 'none logged'}.", "",
         f"This dataset against the real `{q.get('reference_split', 'test')}` split ({q.get('num_samples', 0)} generated images):", "",
-        "| metric | value |", "|---|---|",
-        *[f"| {k} | {v:.4f} |" for k, v in q.get("metrics", {}).items()],
+        *quality_table(q),
         "", "## Memorization", "",
     ]
     if mem:
@@ -83,6 +91,11 @@ def card_markdown(info: dict[str, Any]) -> str:
         ]
     else:
         lines.append("Not checked (`memorization.enabled=false`).")
+    if info.get("label_agreement"):
+        la = info["label_agreement"]
+        lines += ["", "## Label agreement", "",
+                  f"Kept only images the reference classifier (trained on the real data) assigns to their label with "
+                  f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
     last = max(spec["num_samples"] - 1, 0) // spec["shard_size"]
     lines += [
         "", "## Utility", "", "Not measured yet (train-on-synthetic / test-on-real is a separate step).",

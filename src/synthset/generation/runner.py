@@ -17,6 +17,7 @@ from synthset.errors import SynthsetError, require
 from synthset.generation.memorization import MemorizationCheck
 from synthset.generation.spec import GenerationSpec
 from synthset.generation.writers import DatasetWriter, encode_png
+from synthset.metrics.classifier import ReferenceClassifier
 from synthset.models.base import GenerativeModel
 
 MANIFEST = "manifest.json"
@@ -35,7 +36,9 @@ class ShardImages:
     labels: torch.Tensor | None
     distances: torch.Tensor | None = None  # nearest-training-image distance per image
     neighbours: torch.Tensor | None = None
+    agreement: torch.Tensor | None = None  # reference classifier's probability of the conditioning label
     flagged: int = 0  # memorized-looking images among the first draws
+    disagreed: int = 0  # first draws the reference classifier did not assign to their label
     replaced: int = 0
 
 
@@ -81,9 +84,11 @@ class ShardedGeneration:
     """Produces shard ``i`` as a pure function of (model, spec, i) and writes the missing ones."""
 
     def __init__(self, model: GenerativeModel, spec: GenerationSpec, labels: torch.Tensor | None,
-                 writer: DatasetWriter, out: Path, memorization: MemorizationCheck | None = None) -> None:
+                 writer: DatasetWriter, out: Path, memorization: MemorizationCheck | None = None,
+                 classifier: ReferenceClassifier | None = None) -> None:
         self.model, self.spec, self.labels, self.writer, self.out = model, spec, labels, writer, out
         self.memorization = memorization
+        self.classifier = classifier
 
     def draw(self, labels: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         chunks = []
@@ -92,29 +97,47 @@ class ShardedGeneration:
             chunks.append(to_uint8(self.model.sample(min(SAMPLE_BATCH, n - start), batch_labels, generator=generator)).cpu())
         return torch.cat(chunks)
 
-    def shard_images(self, shard: int) -> ShardImages:
+    def shard_images(self, shard: int, filtered: bool = True) -> ShardImages:
+        """Shard ``shard``'s images; with ``filtered``, rejected ones are redrawn (same labels, same stream)."""
         indices = self.spec.shard_range(shard)
         labels = self.labels[indices.start : indices.stop] if self.labels is not None else None
         generator = torch.Generator().manual_seed(shard_seed(self.spec.seed, shard))
         out = ShardImages(self.draw(labels, len(indices), generator), labels)
-        if self.memorization is None:
-            return out
-        out.distances, out.neighbours = self.memorization.distances(out.images)
-        flagged = self.memorization.flagged(out.distances)
-        out.flagged = int(flagged.sum())
+        if self.memorization is not None:
+            out.distances, out.neighbours = self.memorization.distances(out.images)
+            out.flagged = int(self.memorization.flagged(out.distances).sum())
+        if self.classifier is not None:
+            out.agreement = self.agreement(out.images, labels)
+            out.disagreed = int((out.agreement < self.spec.label_agreement).sum())
+        rejected = self.rejected(out) if filtered else torch.zeros(len(out.images), dtype=torch.bool)
         rounds = 0
-        # Replace flagged images with fresh draws of the same labels, so the count stays num_samples.
-        while self.spec.drop_memorized and flagged.any():
-            require(rounds < MAX_REPLACEMENT_ROUNDS, f"shard {shard}: images keep matching training images after "
-                    f"{rounds} redraws; the model memorizes, so lower memorization.percentile or retrain.")
-            positions = flagged.nonzero().squeeze(1)
-            redraw = self.draw(labels[positions] if labels is not None else None, len(positions), generator)
+        while rejected.any():
+            require(rounds < MAX_REPLACEMENT_ROUNDS, f"shard {shard}: {int(rejected.sum())} images still fail the filters "
+                    f"after {rounds} redraws; relax filter.label_agreement / memorization.percentile or retrain.")
+            positions = rejected.nonzero().squeeze(1)
+            redraw_labels = labels[positions] if labels is not None else None
+            redraw = self.draw(redraw_labels, len(positions), generator)
             out.images[positions] = redraw
-            out.distances[positions], out.neighbours[positions] = self.memorization.distances(redraw)
+            if self.memorization is not None:
+                out.distances[positions], out.neighbours[positions] = self.memorization.distances(redraw)
+            if self.classifier is not None:
+                out.agreement[positions] = self.agreement(redraw, redraw_labels)
             out.replaced += len(positions)
-            flagged = self.memorization.flagged(out.distances)
+            rejected = self.rejected(out)
             rounds += 1
         return out
+
+    def agreement(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Probability the reference classifier gives each image's conditioning label."""
+        return self.classifier.probabilities(images).gather(1, labels.view(-1, 1)).squeeze(1)
+
+    def rejected(self, out: ShardImages) -> torch.Tensor:
+        mask = torch.zeros(len(out.images), dtype=torch.bool)
+        if self.spec.drop_memorized and self.memorization is not None:
+            mask |= self.memorization.flagged(out.distances)
+        if self.classifier is not None:
+            mask |= out.agreement < self.spec.label_agreement
+        return mask
 
     def run(self, manifest: Manifest, num_workers: int = 2, progress: bool = True) -> Manifest:
         todo = [s for s in range(self.spec.num_shards) if str(s) not in manifest.shards]
@@ -132,7 +155,7 @@ class ShardedGeneration:
                     files, digest = self.writer.write_shard(shard, list(self.spec.shard_range(shard)), images, labels, pngs)
                     manifest.shards[str(shard)] = {
                         "count": len(images), "sha256": digest, "files": files,
-                        "flagged": produced.flagged, "replaced": produced.replaced,
+                        "flagged": produced.flagged, "disagreed": produced.disagreed, "replaced": produced.replaced,
                         "class_counts": np.bincount(labels, minlength=len(self.writer.class_names)).tolist() if labels is not None else None,
                     }
                     manifest.save(self.out / MANIFEST)

@@ -25,6 +25,7 @@ class GenerationSpec:
     labels: Any  # "balanced" | "uniform" | {class name: count}
     drop_memorized: bool = False
     memorization: dict[str, Any] = field(default_factory=dict)
+    label_agreement: float | None = None  # keep images the reference classifier assigns to their label with p >= this
 
     def __post_init__(self) -> None:
         require(self.format in FORMATS, f"format={self.format} is unknown; expected one of {', '.join(FORMATS)}.")
@@ -32,6 +33,8 @@ class GenerationSpec:
                 f"num_samples={self.num_samples} must be a positive integer, e.g. num_samples=10000.")
         require(isinstance(self.shard_size, int) and self.shard_size > 0,
                 f"shard_size={self.shard_size} must be a positive integer, e.g. shard_size=10000.")
+        require(self.label_agreement is None or 0 < self.label_agreement < 1,
+                f"filter.label_agreement={self.label_agreement} must be a probability in (0, 1), e.g. 0.5, or null.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

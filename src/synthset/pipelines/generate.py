@@ -16,6 +16,7 @@ from synthset.generation.memorization import MemorizationCheck
 from synthset.generation.runner import ShardedGeneration, prepare_output
 from synthset.generation.spec import GenerationSpec, label_plan
 from synthset.generation.writers import WRITERS
+from synthset.metrics.classifier import reference_classifier
 from synthset.metrics.evaluation import score_images
 from synthset.metrics.fidelity import MetricSettings
 from synthset.pipelines.evaluate import datamodule_of, open_run_checkpoint
@@ -72,11 +73,13 @@ def generate(cfg: DictConfig) -> Path:
     spec = GenerationSpec(
         source_run_id=run_id, checkpoint_sha256=sha256_of(ckpt_path), format=str(cfg.format),
         num_samples=cfg.num_samples, shard_size=cfg.shard_size, seed=cfg.seed, labels=labels_option(cfg.labels),
-        drop_memorized=bool(cfg.filter.drop_memorized),
+        drop_memorized=bool(cfg.filter.drop_memorized), label_agreement=cfg.filter.label_agreement,
         memorization={"enabled": bool(mem_cfg.enabled), "extractor": mem_cfg.extractor, "percentile": mem_cfg.percentile},
     )
     require(not spec.drop_memorized or mem_cfg.enabled, "filter.drop_memorized=true needs memorization.enabled=true.")
     class_names = list(model.class_names) if model.num_classes else []
+    require(spec.label_agreement is None or class_names,
+            "filter.label_agreement needs a class-conditional model; this one is unconditional, so drop the filter.")
     labels = label_plan(spec, class_names)
     out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{run.info.run_name}-{spec.format}-{spec.num_samples}")
     manifest = prepare_output(out, spec, bool(cfg.overwrite))
@@ -86,7 +89,10 @@ def generate(cfg: DictConfig) -> Path:
     if mem_cfg.enabled:
         memorization = MemorizationCheck.calibrate(datamodule, mem_cfg.extractor, mem_cfg.percentile,
                                                    Path(cfg.paths.cache_dir) / "memorization")
-    generation = ShardedGeneration(model, spec, labels, WRITERS[spec.format](out, class_names), out, memorization)
+    classifier = None
+    if spec.label_agreement is not None:
+        classifier = reference_classifier(datamodule, Path(cfg.paths.cache_dir) / "classifier")
+    generation = ShardedGeneration(model, spec, labels, WRITERS[spec.format](out, class_names), out, memorization, classifier)
     manifest = generation.run(manifest, num_workers=cfg.num_workers, progress=cfg.progress)
 
     # Card material comes from the first shards again: each shard is a pure function of the spec.
@@ -106,8 +112,14 @@ def generate(cfg: DictConfig) -> Path:
     if cfg.card.eval_samples:
         n = min(cfg.card.eval_samples, len(first.images))
         settings = MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True))
-        quality = {"reference_split": "test", "num_samples": n, "metrics": score_images(
-            first.images[:n], first.labels[:n] if first.labels is not None else None, datamodule, "test", settings)}
+
+        def score(shard) -> dict[str, float]:
+            return score_images(shard.images[:n], shard.labels[:n] if shard.labels is not None else None,
+                                datamodule, "test", settings)
+
+        quality = {"reference_split": "test", "num_samples": n, "metrics": score(first)}
+        if classifier is not None or spec.drop_memorized:
+            quality["metrics_before_filtering"] = score(generation.shard_images(0, filtered=False))
     class_counts = None
     if class_names:
         totals = torch.tensor([s["class_counts"] for s in manifest.shards.values()]).sum(0).tolist()
@@ -121,6 +133,8 @@ def generate(cfg: DictConfig) -> Path:
         "source_metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("eval")},
         "gate": {"max_fid": cfg.gate.max_fid, "source_fid": source_fid},
         "quality": quality, "memorization": memo_info,
+        "label_agreement": {"threshold": spec.label_agreement,
+                            "disagreed": sum(s.get("disagreed", 0) for s in manifest.shards.values())} if classifier else None,
         "shards": {k: {"sha256": v["sha256"], "count": v["count"]} for k, v in sorted(manifest.shards.items(), key=lambda kv: int(kv[0]))},
     }
     write_card(out, info)
