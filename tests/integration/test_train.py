@@ -43,6 +43,13 @@ def test_every_model_trains_and_logs_a_run(train_config, tmp_path: Path, model: 
     assert (Path(run.data.tags[RUN_DIR_TAG]) / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_training_leaves_the_tracking_environment_as_it_found_it(train_config) -> None:
+    import os
+
+    train(train_config("model=vae", "trainer.max_steps=2"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # a later run must not inherit this run's store
+
+
 def test_fashion_mnist_trains_from_debian_files_offline(train_config, tmp_path: Path) -> None:
     cfg = train_config("data=fashion_mnist", "model=vae", "trainer.max_steps=5", "logger=none")
     train(cfg)

@@ -1,10 +1,13 @@
 """Lightning's MLFlowLogger, made safe to resume into the same run without duplicated steps."""
 
+import os
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
+
+from synthset.tracking.store import ENV_VAR
 
 
 def last_logged_step(client: MlflowClient, run_id: str) -> int:
@@ -29,6 +32,19 @@ class ResumableMLFlowLogger(MLFlowLogger):
         self._skip_through_step = -1
         if self.resuming:
             self._skip_through_step = last_logged_step(self.experiment, resume_run_id)
+
+    @property
+    def experiment(self) -> MlflowClient:
+        # mlflow.set_tracking_uri (called by the parent) exports the URI to MLFLOW_TRACKING_URI, which
+        # would then pass for the user's own setting in every later run of this process: undo that.
+        previous = os.environ.get(ENV_VAR)
+        try:
+            return super().experiment
+        finally:
+            if previous is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = previous
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
