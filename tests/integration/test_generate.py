@@ -141,6 +141,7 @@ def test_gate_refuses_a_model_worse_than_max_fid(source_run, tmp_path: Path) -> 
         (["num_samples=0"], "num_samples=0 must be a positive integer"),
         (["labels={cat: 40}"], "unknown classes"),
         (["run_id=feedbeef"], "run_id=feedbeef is not a run"),
+        (["memorization.extractor=sift"], "memorization.extractor=sift is unknown"),
     ],
 )
 def test_bad_input_leaves_nothing_behind(source_run, tmp_path: Path, overrides: list[str], message: str) -> None:

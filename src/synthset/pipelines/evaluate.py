@@ -1,6 +1,5 @@
 """evaluate(cfg): score a finished run's checkpoint and log the metrics into that run."""
 
-import logging
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -16,14 +15,12 @@ from synthset.metrics.fidelity import MetricSettings
 from synthset.models.base import GenerativeModel
 from synthset.models.loading import load_generative_model
 from synthset.tracking.runs import find_checkpoint, find_run
-from synthset.tracking.store import default_tracking_uri, ensure_store
-
-log = logging.getLogger(__name__)
+from synthset.tracking.store import ensure_store, tracking_uri_for
 
 
 def open_run_checkpoint(cfg: DictConfig) -> tuple[MlflowClient, str, GenerativeModel, dict, Path]:
     """Resolve ``run_id`` / ``checkpoint`` into the client, run id, loaded model, its config and path."""
-    uri = cfg.tracking.uri or default_tracking_uri(cfg.paths.output_dir)
+    uri = tracking_uri_for(cfg)
     ensure_store(uri)
     client = MlflowClient(uri)
     require(cfg.get("run_id"), "run_id is missing; pass run_id=<id>, run_id=latest or run_id=best.")

@@ -1,7 +1,6 @@
 """generate(cfg): a trained run -> a labeled synthetic dataset with a card, memorization check and gate."""
 
 import hashlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from synthset.metrics.evaluation import score_images
 from synthset.metrics.fidelity import MetricSettings
 from synthset.pipelines.evaluate import datamodule_of, open_run_checkpoint
 from synthset.tracking.runs import KIND_TAG
-
-log = logging.getLogger(__name__)
 
 
 def sha256_of(path: Path) -> str:
@@ -81,9 +78,6 @@ def generate(cfg: DictConfig) -> Path:
     require(spec.label_agreement is None or class_names,
             "filter.label_agreement needs a class-conditional model; this one is unconditional, so drop the filter.")
     labels = label_plan(spec, class_names)
-    out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{run.info.run_name}-{spec.format}-{spec.num_samples}")
-    manifest = prepare_output(out, spec, bool(cfg.overwrite))
-
     datamodule = datamodule_of(model.run_config)
     memorization = None
     if mem_cfg.enabled:
@@ -92,6 +86,10 @@ def generate(cfg: DictConfig) -> Path:
     classifier = None
     if spec.label_agreement is not None:
         classifier = reference_classifier(datamodule, Path(cfg.paths.cache_dir) / "classifier")
+
+    # Everything that can refuse has run: only now does the output folder come into being.
+    out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{run.info.run_name}-{spec.format}-{spec.num_samples}")
+    manifest = prepare_output(out, spec, bool(cfg.overwrite))
     generation = ShardedGeneration(model, spec, labels, WRITERS[spec.format](out, class_names), out, memorization, classifier)
     manifest = generation.run(manifest, num_workers=cfg.num_workers, progress=cfg.progress)
 

@@ -1,6 +1,5 @@
 """train(cfg): data -> model -> Trainer -> MLflow run. Returns the metric a sweeper optimizes."""
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from synthset.models.base import GenerativeModel
 from synthset.tracking.logger import ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
-from synthset.tracking.store import default_artifact_location, default_tracking_uri, ensure_store
-
-log = logging.getLogger(__name__)
+from synthset.tracking.store import default_artifact_location, ensure_store, tracking_uri_for
 
 
 def validate_train_config(cfg: DictConfig) -> None:
@@ -27,10 +24,6 @@ def validate_train_config(cfg: DictConfig) -> None:
         isinstance(max_steps, int) and max_steps > 0,
         f"trainer.max_steps={max_steps} must be a positive integer (optimizer steps), e.g. trainer.max_steps=2000.",
     )
-
-
-def tracking_uri(cfg: DictConfig) -> str:
-    return cfg.tracking.uri or default_tracking_uri(cfg.paths.output_dir)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -93,7 +86,7 @@ def run_training(cfg: DictConfig) -> TrainingResult:
     """Train the configured model and hand back everything it built."""
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    uri = tracking_uri(cfg)
+    uri = tracking_uri_for(cfg)
     if cfg.logger:
         ensure_store(uri)
 

@@ -4,6 +4,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from synthset.errors import SynthsetError
 
@@ -13,6 +14,11 @@ ENV_VAR = "MLFLOW_TRACKING_URI"
 def default_tracking_uri(output_dir: str | Path) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else an absolute sqlite store under ``output_dir``."""
     return os.environ.get(ENV_VAR) or f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
+
+
+def tracking_uri_for(cfg: Any) -> str:
+    """The store a config points at: ``tracking.uri`` when set, else the default above."""
+    return cfg.tracking.uri or default_tracking_uri(cfg.paths.output_dir)
 
 
 def default_artifact_location(tracking_uri: str, output_dir: str | Path) -> str | None:
