@@ -1,16 +1,29 @@
-"""Score a trained run: `python evaluate.py run_id=<id> checkpoint=best eval.num_samples=10000`."""
+"""Score a trained run or a generated dataset.
+
+    python evaluate.py run_id=<id> checkpoint=best eval.num_samples=10000
+    python evaluate.py task=utility dataset=outputs/datasets/<name> utility.real_fractions=[0.1,1.0]
+"""
 
 import hydra
 from omegaconf import DictConfig
 
 from synthset.cli import quiet_third_party_logs, report_errors
+from synthset.errors import require
+
+TASKS = ("fidelity", "utility")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 @report_errors
 def main(cfg: DictConfig) -> dict[str, float]:
     quiet_third_party_logs()
-    from synthset.pipelines.evaluate import evaluate  # heavy imports only once work starts
+    require(cfg.task in TASKS, f"task={cfg.task} is unknown; expected one of {', '.join(TASKS)}.")
+    # Heavy imports only once work starts.
+    if cfg.task == "utility":
+        from synthset.pipelines.utility import utility
+
+        return utility(cfg)
+    from synthset.pipelines.evaluate import evaluate
 
     return evaluate(cfg)
 

@@ -2,8 +2,10 @@
 
     python scripts/benchmark.py [--quick] [--json] [--write docs/benchmarks.md]
 
-- train_overhead_ratio.<model>: images/s through our LightningModule + Trainer (MLflow logging on,
-  evaluation off) / images/s of a plain PyTorch loop on the identical networks, optimizers, batch, threads.
+- train_overhead_ratio.<model>: steady-state images/s through our LightningModule + Trainer (MLflow logging
+  on, evaluation off) / images/s of a plain PyTorch loop on the identical networks, optimizers, batch,
+  loader and threads; the end-to-end figure (Trainer set-up, run creation, checkpoint) is reported beside it.
+- data_loader_headroom: images/s the training loader delivers / images/s the fastest model consumes.
 - eval_warm_speedup: cold-cache evaluation time / warm-cache time on the same samples.
 - eval_vs_fidelity_ratio: direct torch_fidelity.calculate_metrics time / our evaluation time (warm, same
   images, same extractor): >= 1 means our wrapper costs nothing extra.
@@ -89,7 +91,30 @@ def plain_loop(model, batches: list, steps_per_batch: int) -> None:
                 opt_g.zero_grad(set_to_none=True); g_loss.backward(); opt_g.step()  # noqa: E702
 
 
-def bench_train(model_name: str, n_batches: int, repeats: int, out: Path) -> dict:
+class SteadyStateTimer:
+    """Wall time from the start of batch ``warmup`` to the end of the last batch: throughput without set-up."""
+
+    def __init__(self, warmup: int) -> None:
+        import pytorch_lightning as pl
+
+        timer = self
+
+        class Callback(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+                if batch_idx == timer.warmup:
+                    timer.start = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+                timer.end, timer.batches = time.perf_counter(), batch_idx + 1 - timer.warmup
+
+        self.warmup, self.start, self.end, self.batches = warmup, 0.0, 0.0, 0
+        self.callback = Callback()
+
+    def images_per_s(self, batch_size: int) -> float:
+        return self.batches * batch_size / (self.end - self.start)
+
+
+def bench_train(model_name: str, n_batches: int, repeats: int, out: Path, profile: bool = False) -> dict:
     from synthset.config import compose_config
     from synthset.pipelines.train import build_datamodule, build_model, run_training
 
@@ -99,39 +124,78 @@ def bench_train(model_name: str, n_batches: int, repeats: int, out: Path) -> dic
     steps_per_batch = {"dcgan": 2, "wgan": 1, "vae": 1}[model_name]
     extra = {"wgan": n_batches // 5}.get(model_name, 0)  # generator steps every n_critic batches
     max_steps = n_batches * steps_per_batch + extra
-    runs = [0]
+    warmup = 5
+    runs, end_to_end = [0], []
 
     def ours() -> float:
         runs[0] += 1
         # One store per model, as in a real sweep: creating a fresh sqlite store is a one-off cost.
         cfg = compose_config("train", [*overrides, f"trainer.max_steps={max_steps}"], out / model_name)
         cfg.paths.run_dir = str(out / model_name / f"run-{runs[0]}")
+        timer = SteadyStateTimer(warmup)
         start = time.perf_counter()
-        result = run_training(cfg)
-        seconds = time.perf_counter() - start
+        result = run_training(cfg, extra_callbacks=[timer.callback])
+        end_to_end.append(n_batches * cfg.data.batch_size / (time.perf_counter() - start))
         assert result.trainer.global_step == max_steps
-        return n_batches * cfg.data.batch_size / seconds
+        return timer.images_per_s(cfg.data.batch_size)
 
     def baseline() -> float:
         cfg = compose_config("train", overrides, out / "baseline")
         dm = build_datamodule(cfg)
         model = build_model(cfg, dm).train()
         loader = dm.train_dataloader()
-        batches, it = [], iter(loader)
-        while len(batches) < n_batches:
-            try:
-                batches.append(dm.on_after_batch_transfer(next(it), 0))
-            except StopIteration:
-                it = iter(loader)
-        # Data preparation is included on our side too: Lightning runs the same loader there.
-        start = time.perf_counter()
-        plain_loop(model, batches, steps_per_batch)
-        return n_batches * cfg.data.batch_size / (time.perf_counter() - start)
 
-    # Ours is timed end to end (Trainer construction, MLflow run creation, logging, final checkpoint).
+        def batches():  # the same loader and device scaling Lightning runs on our side
+            while True:
+                for batch in loader:
+                    yield dm.on_after_batch_transfer(batch, 0)
+
+        stream = batches()
+        plain_loop(model, [next(stream) for _ in range(warmup)], steps_per_batch)
+        start = time.perf_counter()
+        plain_loop(model, (next(stream) for _ in range(n_batches - warmup)), steps_per_batch)
+        return (n_batches - warmup) * cfg.data.batch_size / (time.perf_counter() - start)
+
+    # Steady state on both sides (after ``warmup`` batches); the end-to-end figure adds Trainer set-up,
+    # MLflow run creation and the final checkpoint, which a long run amortizes.
     cand, base = alternate(ours, baseline, repeats)
-    return {"ours_images_per_s": cand, "plain_images_per_s": base,
-            "ratio": statistics.median(cand) / statistics.median(base)}
+    result = {"ours_images_per_s": cand, "plain_images_per_s": base, "end_to_end_images_per_s": end_to_end[1:],
+              "ratio": statistics.median(cand) / statistics.median(base)}
+    if profile:
+        result["profile"] = profiled(ours)
+    return result
+
+
+def bench_data_loader(n_batches: int, train_images_per_s: float, out: Path) -> dict:
+    """Images/s the training loader delivers (gather + device scaling) / images/s training consumes."""
+    from synthset.config import compose_config
+    from synthset.pipelines.train import build_datamodule
+
+    dm = build_datamodule(compose_config("train", ["trainer.accelerator=cpu"], out / "loader"))
+    loader = dm.train_dataloader()
+    seen, start = 0, time.perf_counter()
+    while seen < n_batches * dm.batch_size:
+        for batch in loader:
+            seen += len(dm.on_after_batch_transfer(batch, 0)[0])
+            if seen >= n_batches * dm.batch_size:
+                break
+    loader_rate = seen / (time.perf_counter() - start)
+    return {"loader_images_per_s": loader_rate, "fastest_training_images_per_s": train_images_per_s,
+            "data_loader_headroom": loader_rate / train_images_per_s}
+
+
+def profiled(fn, top: int = 12) -> list[dict]:
+    """cProfile of one call: the functions with the most own time, for targets the numbers miss."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(fn)
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return [{"function": f"{Path(file).name}:{line} {name}", "own_s": own, "share": own / total, "cumulative_s": cum}
+            for (file, line, name), (_cc, _nc, own, cum, _callers) in rows]
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -182,7 +246,7 @@ print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Path) -> dict:
+def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Path, profile: bool = False) -> dict:
     """images/s per format vs a plain loop (sample + PIL PNG encode + write), and peak RSS growth."""
     import os
     import subprocess
@@ -239,7 +303,8 @@ def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Pa
         return int(done.stdout.split("MAXRSS_KB")[-1].split()[0])
 
     small, large = peak_rss_kb(rss_small), peak_rss_kb(rss_large)
-    return {
+    extra = {"profile": profiled(lambda: ours("imagefolder"))} if profile else {}
+    return {**extra,
         "images_per_s": per_format, "plain_images_per_s": baseline,
         "generate_images_per_s": {k: statistics.median(v) for k, v in per_format.items()},
         "generate_vs_baseline_ratio": statistics.median(per_format["imagefolder"]) / statistics.median(baseline),
@@ -265,8 +330,12 @@ def markdown(results: dict) -> str:
         return f"{statistics.median(xs):.2f} {unit} ({min(xs):.2f}-{max(xs):.2f})"
 
     for name, r in results["train"].items():
-        lines.append(f"| train {name} (images/s) | {span(r['ours_images_per_s'], '')} | {span(r['plain_images_per_s'], '')} "
+        lines.append(f"| train {name}, steady state (images/s) | {span(r['ours_images_per_s'], '')} | {span(r['plain_images_per_s'], '')} "
                      f"| {r['ratio']:.3f} | >= 0.95 |")
+        lines.append(f"| train {name}, end to end incl. set-up (images/s) | {span(r['end_to_end_images_per_s'], '')} | | | |")
+    d = results["loader"]
+    lines.append(f"| data loader vs fastest training (images/s) | {d['loader_images_per_s']:.0f} | {d['fastest_training_images_per_s']:.0f} "
+                 f"| {d['data_loader_headroom']:.1f} | > 1 |")
     e = results["eval"]
     lines.append(f"| eval cold vs warm cache (s) | warm {span(e['warm_s'], 's')} | cold {span(e['cold_s'], 's')} | {e['eval_warm_speedup']:.2f}x | > 1 |")
     lines.append(f"| eval vs direct torch-fidelity (s) | {span(e['ours_s'], 's')} | {span(e['direct_s'], 's')} | {e['eval_vs_fidelity_ratio']:.3f} | >= 0.95 |")
@@ -276,6 +345,13 @@ def markdown(results: dict) -> str:
                      f"{statistics.median(xs) / statistics.median(g['plain_images_per_s']):.3f} | >= 1.5 |")
     (small, a), (large, b) = g["rss_kb"].items()
     lines.append(f"| generate peak RSS | {large} images: {b / 1024:.0f} MiB | {small} images: {a / 1024:.0f} MiB | {g['generate_rss_growth']:.3f} | <= 1.1 |")
+    profiles = [(f"train {k}", r["profile"]) for k, r in results["train"].items() if r["ratio"] < 0.95 and "profile" in r]
+    if g["generate_vs_baseline_ratio"] < 1.5 and "profile" in g:
+        profiles.append(("generate imagefolder", g["profile"]))
+    for title, rows in profiles:
+        lines += ["", f"## Profile: {title} (missed target; cProfile, functions by own time)", "",
+                  "| function | own s | share | cumulative s |", "|---|---|---|---|",
+                  *[f"| `{r['function']}` | {r['own_s']:.3f} | {r['share']:.1%} | {r['cumulative_s']:.3f} |" for r in rows]]
     return "\n".join(lines) + "\n"
 
 
@@ -285,23 +361,30 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
     parser.add_argument("--write", type=Path, default=None, help="write a markdown table (the full run writes docs/benchmarks.md)")
     parser.add_argument("--models", default="dcgan,wgan,vae")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of one candidate run per benchmark (the full run does)")
     args = parser.parse_args()
     quiet_third_party_logs()
     repeats = 1 if args.quick else 3
+    args.profile = args.profile or not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         results = {"machine": machine(), "train": {}}
         for name in args.models.split(","):
-            results["train"][name] = bench_train(name, 40 if args.quick else 200, repeats, out)
+            results["train"][name] = bench_train(name, 40 if args.quick else 200, repeats, out, profile=args.profile)
             print(f"train_overhead_ratio.{name} = {results['train'][name]['ratio']:.3f}", flush=True)
+        fastest = max(statistics.median(r["ours_images_per_s"]) for r in results["train"].values())
+        results["loader"] = bench_data_loader(40 if args.quick else 400, fastest, out)
+        print(f"data_loader_headroom = {results['loader']['data_loader_headroom']:.1f}", flush=True)
         results["eval"] = bench_eval(16 if args.quick else 64, 16 if args.quick else 64, repeats, out)
         print(f"eval_warm_speedup = {results['eval']['eval_warm_speedup']:.2f}", flush=True)
         print(f"eval_vs_fidelity_ratio = {results['eval']['eval_vs_fidelity_ratio']:.3f}", flush=True)
-        g = bench_generate(500 if args.quick else 4000, 1000 if args.quick else 1000, 4000 if args.quick else 20000, repeats, out)
+        g = bench_generate(500 if args.quick else 4000, 1000 if args.quick else 1000, 4000 if args.quick else 20000, repeats, out,
+                           profile=args.profile)
         results["generate"] = g
         print(f"generate_images_per_s = {g['generate_images_per_s']}", flush=True)
         print(f"generate_vs_baseline_ratio = {g['generate_vs_baseline_ratio']:.3f}  generate_rss_growth = {g['generate_rss_growth']:.3f}", flush=True)
     results["train_overhead_ratio"] = {k: v["ratio"] for k, v in results["train"].items()}
+    results["data_loader_headroom"] = results["loader"]["data_loader_headroom"]
     results["eval_warm_speedup"] = results["eval"]["eval_warm_speedup"]
     results["eval_vs_fidelity_ratio"] = results["eval"]["eval_vs_fidelity_ratio"]
     for key in ("generate_images_per_s", "generate_vs_baseline_ratio", "generate_rss_growth"):

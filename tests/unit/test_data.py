@@ -16,6 +16,7 @@ from synthset.data import (
     ImageDataModule,
     TorchvisionSource,
 )
+from synthset.data.datamodule import stratified_subset
 from synthset.data.sources import DEBIAN_FASHION_MNIST
 from synthset.errors import SynthsetError
 
@@ -118,8 +119,30 @@ def test_empty_or_all_corrupt_folder_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"image_size": 20}, "data.image_size=20"), ({"batch_size": 0}, "data.batch_size=0"), ({"batch_size": -3}, "data.batch_size=-3")],
+    [({"image_size": 20}, "data.image_size=20"), ({"batch_size": 0}, "data.batch_size=0"), ({"batch_size": -3}, "data.batch_size=-3"),
+     ({"fraction": 0.0}, r"data.fraction=0.0 is outside \(0, 1\]"), ({"fraction": 1.5}, r"data.fraction=1.5 is outside")],
 )
 def test_bad_data_settings_name_the_value(kwargs: dict, message: str) -> None:
     with pytest.raises(SynthsetError, match=message):
         ImageDataModule(DigitsSource(), "digits", **kwargs)
+
+
+def test_fraction_subsets_are_stratified_seeded_and_nested() -> None:
+    labels = torch.arange(10).repeat_interleave(torch.arange(10) * 10 + 20)  # imbalanced: 20..110 per class
+    small, large = stratified_subset(labels, 0.1, seed=3), stratified_subset(labels, 0.5, seed=3)
+    assert torch.equal(small, stratified_subset(labels, 0.1, seed=3))
+    assert not torch.equal(small, stratified_subset(labels, 0.1, seed=4))
+    assert set(small.tolist()) < set(large.tolist())  # a generator trained on 0.1 saw nothing outside real@0.5
+    counts = torch.bincount(labels[small], minlength=10)
+    assert counts.tolist() == [round(0.1 * (20 + 10 * k)) for k in range(10)]
+    assert len(stratified_subset(labels, 1.0, seed=3)) == len(labels)
+
+
+def test_data_fraction_trains_on_the_same_subset_for_the_same_seed() -> None:
+    full = ImageDataModule(DigitsSource(), "digits", image_size=16, seed=1)
+    part = ImageDataModule(DigitsSource(), "digits", image_size=16, seed=1, fraction=0.1)
+    again = ImageDataModule(DigitsSource(), "digits", image_size=16, seed=1, fraction=0.1)
+    assert len(part.split("train")[0]) == pytest.approx(0.1 * len(full.split("train")[0]), abs=10)
+    assert part.fingerprint("train") == again.fingerprint("train") != full.fingerprint("train")
+    assert part.fingerprint("val") == full.fingerprint("val") and part.fingerprint("test") == full.fingerprint("test")
+    assert torch.bincount(part.split("train")[1]).min() >= 12

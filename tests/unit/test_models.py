@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from synthset.config import CONFIG_DIR as REPO_CONF
 from synthset.errors import SynthsetError
 from synthset.models import DCGAN, WGANGP, BetaVAE, GenerativeModel
 
@@ -55,3 +56,14 @@ def test_wgan_critic_has_no_batch_norm_and_dcgan_discriminator_does() -> None:
         return any(isinstance(x, torch.nn.BatchNorm2d) for x in m.discriminator.modules())
 
     assert not has_bn(WGANGP(1, 32, width=8)) and has_bn(DCGAN(1, 32, width=8))
+
+
+@pytest.mark.parametrize(("recipe", "model", "batch", "max_steps"), [
+    ("dcgan_cifar10", "dcgan", 128, 200_000), ("wgan_gp_cifar10", "wgan", 64, 600_000), ("vae_cifar10", "vae", 64, 200_000)])
+def test_published_recipes_compose_to_the_papers_settings(tmp_path, recipe: str, model: str, batch: int, max_steps: int) -> None:
+    from synthset.config import compose_config
+
+    cfg = compose_config("train", [f"experiment={recipe}"], tmp_path)
+    assert (cfg.model.name, cfg.data.name, cfg.data.image_size, cfg.data.channels) == (model, "cifar10", 32, 3)
+    assert (cfg.data.batch_size, cfg.trainer.max_steps, cfg.eval.num_samples) == (batch, max_steps, 50_000)
+    assert "NOT YET REPRODUCED" in (REPO_CONF / "experiment" / f"{recipe}.yaml").read_text()

@@ -44,6 +44,24 @@ def fingerprint(*tensors: torch.Tensor | None) -> str:
     return digest.hexdigest()[:16]
 
 
+def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded, class-stratified ``fraction`` of the images (at least one per class).
+
+    Each class is permuted once per seed and cut at its share, so for one seed a smaller fraction
+    is always a subset of a larger one: a generator trained on f saw nothing outside real@f' >= f.
+    """
+    require(0 < fraction <= 1, f"fraction={fraction} is outside (0, 1]; pass a share of the real training data such as 0.1.")
+    if fraction == 1:
+        return torch.arange(len(labels))
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in torch.unique(labels):  # unlabeled data (-1 everywhere) is one class
+        members = (labels == label).nonzero().squeeze(1)
+        keep = max(1, int(round(len(members) * fraction)))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
+    return torch.cat(chosen).sort().values
+
+
 class IndexedImages(Dataset):
     """Batch-indexable (images, labels): one gather per batch instead of one per image."""
 
@@ -73,6 +91,7 @@ class ImageDataModule(pl.LightningDataModule):
         channels: int = 1,
         batch_size: int = 64,
         val_fraction: float = 0.05,
+        fraction: float = 1.0,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
@@ -84,12 +103,15 @@ class ImageDataModule(pl.LightningDataModule):
         require(channels in (1, 3), f"data.channels={channels} is not supported; expected 1 (gray) or 3 (RGB).")
         require(batch_size > 0, f"data.batch_size={batch_size} must be a positive integer such as 64.")
         require(0 <= val_fraction < 1, f"data.val_fraction={val_fraction} must be in [0, 1).")
+        require(0 < fraction <= 1, f"data.fraction={fraction} is outside (0, 1]; pass the share of the real training "
+                "split to train on, e.g. data.fraction=0.1.")
         self.source = source
         self.name = name
         self.image_size = image_size
         self.channels = channels
         self.batch_size = batch_size
         self.val_fraction = val_fraction
+        self.fraction = fraction
         self.seed = seed
         self.num_workers = num_workers
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -113,13 +135,17 @@ class ImageDataModule(pl.LightningDataModule):
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
         n_val = int(round(len(images) * self.val_fraction))
         self.splits["val"] = (images[order[:n_val]], labels[order[:n_val]])
-        self.splits["train"] = (images[order[n_val:]], labels[order[n_val:]])
+        train_images, train_labels = images[order[n_val:]], labels[order[n_val:]]
+        # The low-data setting: the same seed always picks the same stratified subset.
+        keep = stratified_subset(train_labels, self.fraction, self.seed)
+        self.splits["train"] = (train_images[keep], train_labels[keep])
         require(
             len(self.splits["train"][0]) >= self.batch_size,
             f"data.batch_size={self.batch_size} is larger than the {len(self.splits['train'][0])} "
             "training images; lower data.batch_size.",
         )
-        log.info("data=%s: %d train / %d val images at %dpx", self.name, len(order) - n_val, n_val, self.image_size)
+        log.info("data=%s: %d train (fraction %g) / %d val images at %dpx", self.name, len(keep), self.fraction, n_val,
+                 self.image_size)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images and labels of ``train``, ``val`` or ``test`` (the source's real test split)."""

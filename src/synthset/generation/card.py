@@ -43,6 +43,32 @@ def quality_table(quality: dict[str, Any]) -> list[str]:
             *[f"| {k} | {v:.4f} | {before[k]:.4f} |" for k, v in quality["metrics"].items()]]
 
 
+def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
+    """Train-on-synthetic / test-on-real results, or the class histogram of unlabeled samples."""
+    if not utility:
+        return [f"Not measured yet: `python evaluate.py task=utility dataset=<this folder>` trains the reference classifier "
+                f"on real, synthetic and mixed data and tests it on the real `{data}` test split."]
+    lines = [f"Reference classifier ({utility['steps']} Adam steps of batch {utility['batch_size']} per protocol) tested on "
+             f"{utility['test_images']} real `{data}` test images; mean ± std over {utility['seeds']} seed(s). "
+             f"The generator was trained on {utility['generator_fraction']:.0%} of the real training split"
+             + (f"; MLflow run `{utility['run_id']}`." if utility.get("run_id") else "."), "",
+             "| protocol | real images | synthetic images | test accuracy | delta |", "|---|---|---|---|---|"]
+    for p in utility["protocols"]:
+        name = f"{p['name']} (**leaky**)" if p["leaky"] else p["name"]
+        lines.append(f"| {name} | {p['num_real']} | {p['num_synthetic']} | {100 * p['mean']:.2f} ± {100 * p['std']:.2f} % | {p['delta']} |")
+    if any(p["leaky"] for p in utility["protocols"]):
+        lines += ["", "**leaky**: the generator saw more real images than the protocol's real share, so its result "
+                  "cannot count as a gain; train the generator with `data.fraction` equal to that share."]
+    hist = utility.get("class_histogram")
+    if hist:
+        lines += ["", "The samples are unlabeled, so they cannot train a classifier; the real-data classifier labels them instead "
+                  f"(normalized entropy {hist['normalized_entropy']:.3f}; 1.0 = all classes equally often):", "",
+                  "| class | samples |", "|---|---|", *[f"| {k} | {v} |" for k, v in hist["counts"].items()]]
+        if hist["classes_under_1_percent"]:
+            lines += ["", f"Classes under 1 % of the samples (possible mode collapse): {', '.join(hist['classes_under_1_percent'])}."]
+    return lines
+
+
 def card_markdown(info: dict[str, Any]) -> str:
     spec, source = info["spec"], info["source"]
     labeled = bool(info["class_names"])
@@ -70,8 +96,9 @@ def card_markdown(info: dict[str, Any]) -> str:
         f"(checkpoint `{source['checkpoint']}`, sha256 `{spec['checkpoint_sha256'][:16]}…`), seed {spec['seed']}, format `{spec['format']}`.",
         "", "![samples](grid.png)", "",
         "## Provenance", "",
-        f"- source run: `{spec['source_run_id']}` ({source.get('run_name', '')})",
-        f"- model: `{source['model']}`, conditional: {labeled}, trained on `{source['data']}`",
+        f"- source run: `{spec['source_run_id']}` ({source.get('run_name', '')}); generation run: `{info.get('generation_run_id')}`",
+        f"- model: `{source['model']}`, conditional: {labeled}, trained on `{source['data']}` "
+        f"(fraction {source['data_config'].get('fraction', 1.0)} of its training split, data seed {source.get('data_seed', 'n/a')})",
         f"- labels: `{spec['labels']}`; per class: {info['class_counts']}",
         f"- created: {info['created']}; packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
         "", "## Quality", "",
@@ -97,8 +124,8 @@ def card_markdown(info: dict[str, Any]) -> str:
                   f"Kept only images the reference classifier (trained on the real data) assigns to their label with "
                   f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
     last = max(spec["num_samples"] - 1, 0) // spec["shard_size"]
+    lines += ["", "## Utility", "", *utility_lines(info.get("utility"), source["data"])]
     lines += [
-        "", "## Utility", "", "Not measured yet (train-on-synthetic / test-on-real is a separate step).",
         "", "## How to load", "", "```python", LOADING[spec["format"]].format(out=info["out"], last=last), "```", "",
     ]
     return "\n".join(header) + "\n\n" + "\n".join(lines)

@@ -19,11 +19,11 @@ class DCGAN(GANModule):
         fake = self.draw_fakes(real.size(0), labels)
 
         d_loss = dcgan_discriminator_loss(
-            self.discriminator(real, labels), self.discriminator(fake.detach(), labels)
+            self.discriminate(real, labels), self.discriminate(fake.detach(), labels)
         )
         self.optimizer_step_on(opt_d, d_loss)
 
-        g_loss = dcgan_generator_loss(self.discriminator(fake, labels))
+        g_loss = dcgan_generator_loss(self.discriminate(fake, labels))
         self.optimizer_step_on(opt_g, g_loss)
         self.finish_generator_step()
 

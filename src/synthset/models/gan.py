@@ -5,6 +5,7 @@ from torch import nn
 
 from synthset.models.base import GenerativeModel
 from synthset.models.blocks import ConvDiscriminator, ConvGenerator, init_dcgan_weights
+from synthset.models.diffaugment import diff_augment, parse_policy
 
 
 class GANModule(GenerativeModel):
@@ -28,6 +29,7 @@ class GANModule(GenerativeModel):
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         discriminator_norm: str = "batch",
+        diffaugment: str | list[str] | None = None,
         name: str = "gan",
     ) -> None:
         super().__init__(channels, image_size, latent_dim, conditional, num_classes, class_names, ema_decay)
@@ -37,6 +39,7 @@ class GANModule(GenerativeModel):
         self.discriminator = ConvDiscriminator(
             channels, image_size, width, self.num_classes, norm=discriminator_norm
         )
+        self.augmentations = parse_policy(diffaugment)
         self.generator.apply(init_dcgan_weights)
         self.discriminator.apply(init_dcgan_weights)
         self.finish_init()
@@ -56,6 +59,12 @@ class GANModule(GenerativeModel):
     def split_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = batch
         return images, (labels if self.num_classes else None)
+
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's scores; with DiffAugment, real and fake images alike are augmented first."""
+        if self.augmentations:
+            images = diff_augment(images, self.augmentations)
+        return self.discriminator(images, labels)
 
     def draw_fakes(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, device=self.device)

@@ -41,9 +41,9 @@ class WGANGP(GANModule):
 
         fake = self.draw_fakes(real.size(0), labels).detach()
         wasserstein = wasserstein_critic_loss(
-            self.discriminator(real, labels), self.discriminator(fake, labels)
+            self.discriminate(real, labels), self.discriminate(fake, labels)
         )
-        penalty = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
+        penalty = gradient_penalty(lambda x: self.discriminate(x, labels), real, fake)
         critic_loss = wasserstein + self.hparams.gp_weight * penalty
         self.optimizer_step_on(opt_d, critic_loss)
         self.critic_steps += 1
@@ -55,7 +55,7 @@ class WGANGP(GANModule):
         }
         if int(self.critic_steps) % self.hparams.n_critic == 0:
             g_loss = wasserstein_generator_loss(
-                self.discriminator(self.draw_fakes(real.size(0), labels), labels)
+                self.discriminate(self.draw_fakes(real.size(0), labels), labels)
             )
             self.optimizer_step_on(opt_g, g_loss)
             self.finish_generator_step()

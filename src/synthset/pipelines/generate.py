@@ -127,7 +127,8 @@ def generate(cfg: DictConfig) -> Path:
         "spec": spec.to_dict(), "spec_digest": spec.digest(), "class_names": class_names, "class_counts": class_counts,
         "source": {"run_name": run.info.run_name, "model": run_cfg["model"]["name"], "data": run_cfg["data"]["name"],
                    "checkpoint": ckpt_path.name, "global_step": checkpoint.get("global_step"),
-                   "model_config": run_cfg["model"], "data_config": {k: v for k, v in run_cfg["data"].items() if k != "module"}},
+                   "model_config": run_cfg["model"], "data_config": {k: v for k, v in run_cfg["data"].items() if k != "module"},
+                   "data_module": run_cfg["data"]["module"], "data_seed": run_cfg["data"]["module"].get("seed")},
         "source_metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("eval")},
         "gate": {"max_fid": cfg.gate.max_fid, "source_fid": source_fid},
         "quality": quality, "memorization": memo_info,
@@ -135,8 +136,9 @@ def generate(cfg: DictConfig) -> Path:
                             "disagreed": sum(s.get("disagreed", 0) for s in manifest.shards.values())} if classifier else None,
         "shards": {k: {"sha256": v["sha256"], "count": v["count"]} for k, v in sorted(manifest.shards.items(), key=lambda kv: int(kv[0]))},
     }
+    info["generation_run_id"] = start_generation_run(client, run, out, spec, quality, memo_info)
     write_card(out, info)
-    log_generation_run(client, run, out, spec, quality, memo_info)
+    finish_generation_run(client, info["generation_run_id"], out)
     print(f"dataset: {out}  ({spec.num_samples} images, format {spec.format})")
     headline = {k: round(v, 4) for k, v in quality.get("metrics", {}).items() if k in ("fid", "precision", "recall")}
     print(f"card: {out / 'README.md'}  quality vs real test: {headline or 'not measured'}"
@@ -144,8 +146,8 @@ def generate(cfg: DictConfig) -> Path:
     return out
 
 
-def log_generation_run(client: MlflowClient, source, out: Path, spec: GenerationSpec, quality: dict, memo: dict) -> str:
-    """A child run of the source run, with the dataset as an MLflow dataset input and the card as artifacts."""
+def start_generation_run(client: MlflowClient, source, out: Path, spec: GenerationSpec, quality: dict, memo: dict) -> str:
+    """A child run of the source run, with the dataset as an MLflow dataset input; the card comes in ``finish``."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
@@ -162,8 +164,11 @@ def log_generation_run(client: MlflowClient, source, out: Path, spec: Generation
         client.log_metric(run_id, "dataset/memorized_fraction", memo["flagged_fraction"])
     dataset = MetaDataset(resolve_dataset_source(str(out)), name=out.name, digest=spec.digest())
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "generated")])])
+    return run_id
+
+
+def finish_generation_run(client: MlflowClient, run_id: str, out: Path) -> None:
     for name in ("README.md", "synthset.json", "grid.png", "closest_pairs.png", "manifest.json"):
         if (out / name).is_file():
             client.log_artifact(run_id, str(out / name), "dataset_card")
     client.set_terminated(run_id)
-    return run_id

@@ -82,8 +82,8 @@ def train(cfg: DictConfig) -> float | None:
     return run_training(cfg).final_score()
 
 
-def run_training(cfg: DictConfig) -> TrainingResult:
-    """Train the configured model and hand back everything it built."""
+def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> TrainingResult:
+    """Train the configured model and hand back everything it built (``extra_callbacks``: e.g. a profiler's)."""
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     uri = tracking_uri_for(cfg)
@@ -102,7 +102,7 @@ def run_training(cfg: DictConfig) -> TrainingResult:
     model = build_model(cfg, datamodule)
     model.run_config = config_as_params(cfg)
     logger = build_logger(cfg, uri, run_dir, resume_run_id)
-    callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None] + list(extra_callbacks or [])
     trainer: pl.Trainer = build(
         cfg.trainer, logger=logger if logger else False, callbacks=callbacks, default_root_dir=str(run_dir)
     )

@@ -1,0 +1,88 @@
+"""task=utility on digits: every protocol trained and logged, leakage labeled, bad input refused clearly."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from synthset.config import compose_config
+from synthset.errors import SynthsetError
+from synthset.pipelines.generate import generate
+from synthset.pipelines.train import train
+from synthset.pipelines.utility import utility
+from tests.conftest import FAST_TRAIN, run_cli, tracking_uri_for
+
+UTILITY = ["utility.steps=200", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny conditional DCGAN trained on all digits and 100 images it generated."""
+    root = tmp_path_factory.mktemp("utility")
+    train(compose_config("train", [*FAST_TRAIN, "model=dcgan", "model.conditional=true", "trainer.max_steps=10"], root))
+    out = generate(compose_config("generate", ["run_id=latest", "num_samples=100", "format=npz", "progress=false",
+                                               "card.eval_samples=0", "memorization.enabled=false", f"out={root / 'ds'}"], root))
+    return root, out
+
+
+def utility_config(root: Path, *overrides: str):
+    return compose_config("evaluate", ["task=utility", *UTILITY, *overrides], root)
+
+
+def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> None:
+    root, out = dataset
+    accuracy = utility(utility_config(root, f"dataset={out}", "utility.real_fractions=[0.1]"))
+    assert list(accuracy) == ["real", "synthetic", "real+synthetic", "real@0.1", "real@0.1+synthetic"]
+    assert accuracy["real"] >= 0.90
+
+    card = json.loads((out / "synthset.json").read_text())["utility"]
+    leaky = {p["name"]: p["leaky"] for p in card["protocols"]}
+    assert leaky == {"real": False, "synthetic": False, "real+synthetic": False, "real@0.1": False, "real@0.1+synthetic": True}
+    assert next(p for p in card["protocols"] if p["leaky"])["delta"] == "leaky: not a gain"
+    readme = (out / "README.md").read_text()
+    assert "| real@0.1+synthetic (**leaky**) |" in readme and "Not measured yet" not in readme
+
+    client = MlflowClient(tracking_uri_for(root))
+    parent = client.get_run(card["run_id"])
+    generation_run = json.loads((out / "synthset.json").read_text())["generation_run_id"]
+    assert parent.data.tags["mlflow.parentRunId"] == generation_run  # the tree: train -> generate -> utility
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {c.data.tags["synthset.protocol"] for c in children} == set(accuracy)
+    for child in children:
+        protocol = child.data.tags["synthset.protocol"]
+        assert child.data.metrics["accuracy_mean"] == pytest.approx(accuracy[protocol])
+        assert child.data.tags["synthset.leaky"] == str(protocol == "real@0.1+synthetic").lower()
+        assert len([m for m in child.data.metrics if m.startswith("class_accuracy/")]) == 10
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["confusion_matrix.png"]
+    assert "dataset_card" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+
+    # Rerunning resumes from the per-(protocol, seed) cache: same numbers, no retraining.
+    again = utility(utility_config(root, f"dataset={out}", "utility.real_fractions=[0.1]"))
+    assert again == accuracy
+
+
+def test_dataset_without_a_card_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_cli("evaluate.py", "task=utility", f"dataset={tmp_path / 'empty'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: dataset={tmp_path / 'empty'} has no synthset.json card" in result.stderr
+
+
+def test_missing_source_data_is_named(dataset, tmp_path: Path) -> None:
+    root, out = dataset
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    card = json.loads((moved / "synthset.json").read_text())
+    card["source"]["data_module"]["source"] = {"_target_": "synthset.data.FolderSource", "path": str(tmp_path / "gone")}
+    (moved / "synthset.json").write_text(json.dumps(card))
+    with pytest.raises(SynthsetError, match=r"the source data of dataset=.*moved \('digits', \{'path': '.*gone'\}\) cannot be loaded"):
+        utility(utility_config(root, f"dataset={moved}"))
+
+
+@pytest.mark.parametrize("fractions", ["[0.0]", "[1.5]", "[-0.1,0.5]"])
+def test_fractions_outside_unit_interval_are_refused(dataset, fractions: str) -> None:
+    root, out = dataset
+    with pytest.raises(SynthsetError, match=r"utility.real_fractions contains .* outside \(0, 1\]"):
+        utility(utility_config(root, f"dataset={out}", f"utility.real_fractions={fractions}"))
