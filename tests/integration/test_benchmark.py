@@ -17,3 +17,5 @@ def test_quick_benchmark_reports_every_ratio_as_json() -> None:
     assert report["eval_warm_speedup"] > 0 and report["eval_vs_fidelity_ratio"] > 0
     assert set(report["generate_images_per_s"]) == {"imagefolder", "hf", "webdataset", "npz"}
     assert report["generate_vs_baseline_ratio"] > 0 and report["generate_rss_growth"] > 0
+    assert report["data_loader_headroom"] > 0
+    assert all(len(report["train"][m]["end_to_end_images_per_s"]) == 1 for m in ("dcgan", "wgan", "vae"))

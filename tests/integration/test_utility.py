@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from synthset.config import compose_config
 from synthset.errors import SynthsetError
 from synthset.pipelines.generate import generate
-from synthset.pipelines.train import train
+from synthset.pipelines.train import run_training, train
 from synthset.pipelines.utility import utility
 from tests.conftest import FAST_TRAIN, run_cli, tracking_uri_for
 
@@ -86,3 +86,28 @@ def test_fractions_outside_unit_interval_are_refused(dataset, fractions: str) ->
     root, out = dataset
     with pytest.raises(SynthsetError, match=r"utility.real_fractions contains .* outside \(0, 1\]"):
         utility(utility_config(root, f"dataset={out}", f"utility.real_fractions={fractions}"))
+
+
+def test_unlabeled_dataset_gets_the_class_histogram_instead_of_cas(dataset) -> None:
+    root, _ = dataset
+    run_id = run_training(compose_config("train", [*FAST_TRAIN, "model=dcgan", "trainer.max_steps=10"], root)).run_id
+    out = generate(compose_config("generate", [f"run_id={run_id}", "num_samples=60", "format=imagefolder", "progress=false",
+                                               "card.eval_samples=0", "memorization.enabled=false", f"out={root / 'unlabeled'}"], root))
+    accuracy = utility(utility_config(root, f"dataset={out}", "utility.real_fractions=[0.1]"))
+    assert list(accuracy) == ["real"]  # nothing to train on without labels
+    histogram = json.loads((out / "synthset.json").read_text())["utility"]["class_histogram"]
+    assert sum(histogram["counts"].values()) == 60 and 0 <= histogram["normalized_entropy"] <= 1
+    assert "| class | samples |" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_reference_classifier_reaches_90_percent_on_fashion_mnist(tmp_path: Path) -> None:
+    """The `real` protocol at the default budget (2000 steps of 64) on the Debian Fashion-MNIST files."""
+    from synthset.data import FashionMNISTSource, ImageDataModule
+    from synthset.utility.protocols import Protocol
+    from synthset.utility.scoring import ProtocolTrainer, TrainingSet
+
+    dm = ImageDataModule(FashionMNISTSource(), "fashion_mnist", image_size=32, val_fraction=0.02)
+    trainer = ProtocolTrainer(*dm.split("test"), num_classes=10, steps=2000, batch_size=64, cache_dir=tmp_path)
+    result = trainer.run(Protocol(1.0, synthetic=False), TrainingSet(*dm.split("train")), seeds=[0])
+    assert result.mean >= 0.90

@@ -139,27 +139,41 @@ class ShardedGeneration:
             mask |= out.agreement < self.spec.label_agreement
         return mask
 
+    def encode(self, images: np.ndarray, pool: ProcessPoolExecutor | None):
+        """PNG bytes of every image: a lazy iterator over already-submitted pool work, or a list."""
+        if not self.writer.needs_png:
+            return []
+        return pool.map(encode_png, images, chunksize=32) if pool else [encode_png(im) for im in images]
+
+    def finish_shard(self, manifest: Manifest, shard: int, produced: ShardImages, images: np.ndarray, pngs) -> int:
+        """Write one encoded shard and record it in the manifest (the resume point); returns its size."""
+        labels = produced.labels.numpy() if produced.labels is not None else None
+        files, digest = self.writer.write_shard(shard, list(self.spec.shard_range(shard)), images, labels, list(pngs))
+        manifest.shards[str(shard)] = {
+            "count": len(images), "sha256": digest, "files": files,
+            "flagged": produced.flagged, "disagreed": produced.disagreed, "replaced": produced.replaced,
+            "class_counts": np.bincount(labels, minlength=len(self.writer.class_names)).tolist() if labels is not None else None,
+        }
+        manifest.save(self.out / MANIFEST)
+        return len(images)
+
     def run(self, manifest: Manifest, num_workers: int = 2, progress: bool = True) -> Manifest:
         todo = [s for s in range(self.spec.num_shards) if str(s) not in manifest.shards]
         done = self.spec.num_samples - sum(len(self.spec.shard_range(s)) for s in todo)
         pool = ProcessPoolExecutor(num_workers) if self.writer.needs_png and num_workers > 1 else None
         try:
             with tqdm(total=self.spec.num_samples, initial=done, unit="img", desc="generating", disable=not progress) as bar:
+                pending = None
                 for shard in todo:
+                    # Sampling shard i overlaps with the workers encoding shard i-1.
                     produced = self.shard_images(shard)
                     images = produced.images.numpy()
-                    labels = produced.labels.numpy() if produced.labels is not None else None
-                    pngs: list[bytes] = []
-                    if self.writer.needs_png:
-                        pngs = list(pool.map(encode_png, images, chunksize=32)) if pool else [encode_png(im) for im in images]
-                    files, digest = self.writer.write_shard(shard, list(self.spec.shard_range(shard)), images, labels, pngs)
-                    manifest.shards[str(shard)] = {
-                        "count": len(images), "sha256": digest, "files": files,
-                        "flagged": produced.flagged, "disagreed": produced.disagreed, "replaced": produced.replaced,
-                        "class_counts": np.bincount(labels, minlength=len(self.writer.class_names)).tolist() if labels is not None else None,
-                    }
-                    manifest.save(self.out / MANIFEST)
-                    bar.update(len(images))
+                    pngs = self.encode(images, pool)
+                    if pending is not None:
+                        bar.update(self.finish_shard(manifest, *pending))
+                    pending = (shard, produced, images, pngs)
+                if pending is not None:
+                    bar.update(self.finish_shard(manifest, *pending))
         finally:
             if pool is not None:
                 pool.shutdown()

@@ -15,6 +15,8 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRa
 
 from synthset.data.datamodule import ImageDataModule, IndexedImages, to_signed_unit
 
+RECIPE = "reference-classifier-v1"  # bump whenever ReferenceClassifier or fit_classifier changes: cached classifiers and results expire
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, ch_in: int, ch_out: int, stride: int) -> None:
@@ -88,7 +90,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
 def reference_classifier(datamodule: ImageDataModule, cache_dir: Path, max_steps: int = 600, seed: int = 0) -> ReferenceClassifier:
     """Train (or load the cached) reference classifier on ``datamodule``'s real training split."""
-    path = Path(cache_dir) / f"{datamodule.name}-{datamodule.fingerprint('train')}-steps{max_steps}-seed{seed}.pt"
+    path = Path(cache_dir) / f"{datamodule.name}-{datamodule.fingerprint('train')}-steps{max_steps}-seed{seed}-{RECIPE}.pt"
     if path.is_file():
         model = ReferenceClassifier(datamodule.channels, datamodule.num_classes)
         model.load_state_dict(torch.load(path, weights_only=True))

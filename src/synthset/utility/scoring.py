@@ -13,10 +13,8 @@ from pathlib import Path
 import torch
 
 from synthset.data.datamodule import fingerprint
-from synthset.metrics.classifier import ReferenceClassifier, fit_classifier
+from synthset.metrics.classifier import RECIPE, ReferenceClassifier, fit_classifier
 from synthset.utility.protocols import Protocol
-
-RECIPE = "reference-classifier-v1"  # bump when ReferenceClassifier or fit_classifier changes
 
 
 @dataclass
@@ -104,7 +102,8 @@ class ProtocolTrainer:
         return self.cache_dir / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
 
     def fit(self, data: TrainingSet, seed: int) -> ReferenceClassifier:
-        return fit_classifier(*data.tensors()[:2], self.num_classes, self.steps, seed, self.batch_size, weights=data.tensors()[2])
+        images, labels, weights = data.tensors()
+        return fit_classifier(images, labels, self.num_classes, self.steps, seed, self.batch_size, weights=weights)
 
     def score(self, data: TrainingSet, seed: int) -> dict:
         """Accuracy and confusion on the real test split; loaded from the cache when this exact run exists."""
