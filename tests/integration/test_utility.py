@@ -81,6 +81,15 @@ def test_missing_source_data_is_named(dataset, tmp_path: Path) -> None:
         utility(utility_config(root, f"dataset={moved}"))
 
 
+def test_scalar_fractions_and_bad_budgets_are_refused(dataset) -> None:
+    root, out = dataset
+    for override, message in [("utility.real_fractions=0.1", "must be a list such as"),
+                               ("utility.steps=0", "utility.steps=0 must be a positive integer"),
+                               ("utility.batch_size=0", "utility.batch_size=0 must be a positive integer")]:
+        with pytest.raises(SynthsetError, match=message):
+            utility(utility_config(root, f"dataset={out}", override))
+
+
 @pytest.mark.parametrize("fractions", ["[0.0]", "[1.5]", "[-0.1,0.5]"])
 def test_fractions_outside_unit_interval_are_refused(dataset, fractions: str) -> None:
     root, out = dataset

@@ -38,7 +38,8 @@ def read_npz_shards(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
 
 def read_imagefolder(out: Path, class_names: list[str], channels: int) -> tuple[np.ndarray, np.ndarray]:
     folders = [(out / name, k) for k, name in enumerate(class_names)] if class_names else [(out, -1)]
-    entries = sorted((int(f.stem), f, k) for folder, k in folders for f in folder.glob("*.png"))
+    # Only ``<index>.png`` files: a flat (unlabeled) folder also holds the card's grid.png and closest_pairs.png.
+    entries = sorted((int(f.stem), f, k) for folder, k in folders for f in folder.glob("*.png") if f.stem.isdigit())
     return (np.stack([decode_png(f.read_bytes(), channels) for _, f, _ in entries]),
             np.array([k for _, _, k in entries], dtype=np.int64))
 

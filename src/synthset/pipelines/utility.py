@@ -188,13 +188,16 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     require(out.is_dir(), f"dataset={out} is not a folder; pass the folder generate.py wrote, e.g. dataset=outputs/datasets/<name>.")
     ucfg = cfg.utility
     require(isinstance(ucfg.seeds, int) and ucfg.seeds >= 1, f"utility.seeds={ucfg.seeds} must be a positive integer such as 3.")
+    require(isinstance(ucfg.batch_size, int) and ucfg.batch_size >= 1,
+            f"utility.batch_size={ucfg.batch_size} must be a positive integer such as 64.")
     require(isinstance(ucfg.steps, int) and ucfg.steps >= 1, f"utility.steps={ucfg.steps} must be a positive integer such as 2000.")
     require(ucfg.synthetic_weight is None or 0 < ucfg.synthetic_weight < 1,
             f"utility.synthetic_weight={ucfg.synthetic_weight} must be in (0, 1) or null (mix by dataset size).")
     card = load_card(out)
     generator_fraction = float(card["source"]["data_config"].get("fraction", 1.0))
+    require(ucfg.real_fractions is None or OmegaConf.is_list(ucfg.real_fractions),
+            f"utility.real_fractions={ucfg.real_fractions} must be a list such as [0.01,0.1,1.0] (or null).")
     fractions = OmegaConf.to_container(ucfg.real_fractions) if ucfg.real_fractions is not None else [generator_fraction]
-    require(isinstance(fractions, list), f"utility.real_fractions={fractions} must be a list such as [0.01,0.1,1.0].")
     synthetic_images, synthetic_labels = read_dataset(out, card)
     protocols = plan(fractions, generator_fraction, labeled=synthetic_labels is not None)
     if ucfg.get("protocols"):
