@@ -35,9 +35,13 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+WARMUP_ROUND = True  # --quick skips it: half the time, noisier figures (CI asserts no thresholds)
+
+
 def alternate(candidate, baseline, repeats: int) -> tuple[list[float], list[float]]:
     """Run candidate and baseline in turns (after one warm-up each) so drift hits both equally."""
-    candidate(), baseline()
+    if WARMUP_ROUND:
+        candidate(), baseline()
     cand, base = [], []
     for _ in range(repeats):
         cand.append(candidate())
@@ -161,7 +165,7 @@ def bench_train(model_name: str, n_batches: int, repeats: int, out: Path, profil
     # Steady state on both sides (after ``warmup`` batches); the end-to-end figure adds Trainer set-up,
     # MLflow run creation and the final checkpoint, which a long run amortizes.
     cand, base = alternate(ours, baseline, repeats)
-    result = {"ours_images_per_s": cand, "plain_images_per_s": base, "end_to_end_images_per_s": end_to_end[1:],
+    result = {"ours_images_per_s": cand, "plain_images_per_s": base, "end_to_end_images_per_s": end_to_end[-repeats:],
               "ratio": statistics.median(cand) / statistics.median(base)}
     if profile:
         result["profile"] = profiled(ours)
@@ -265,15 +269,18 @@ def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Pa
     # Time the generation loop itself (sampling, encoding, writing, manifest) apart from the one-off
     # set-up around it (checkpoint, data, card, MLflow run), which a large dataset amortizes.
     loop_s: list[float] = []
-    original_run = runner.ShardedGeneration.run
+    originals = {name: getattr(runner.ShardedGeneration, name) for name in ("run", "complete")}
 
-    def timed_run(self, *args, **kwargs):
-        start = time.perf_counter()
-        manifest = original_run(self, *args, **kwargs)
-        loop_s.append(time.perf_counter() - start)
-        return manifest
+    def timed_method(name: str):
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            manifest = originals[name](self, *args, **kwargs)
+            loop_s.append(time.perf_counter() - start)
+            return manifest
+        return wrapper
 
-    runner.ShardedGeneration.run = timed_run
+    for name in originals:
+        setattr(runner.ShardedGeneration, name, timed_method(name))
     root = out / "gen"
     result = run_training(compose_config("train", [
         "model=dcgan", "model.conditional=true", "model.width=32", "trainer.max_steps=10", "trainer.accelerator=cpu",
@@ -288,8 +295,9 @@ def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Pa
         counter[0] += 1
         cfg = compose_config("generate", [*common, f"num_samples={n}", f"shard_size={max(1, n // 8)}", f"format={fmt}",
                                           f"out={root / 'datasets' / f'{fmt}-{counter[0]}'}"], root)
+        before = len(loop_s)
         end_to_end.setdefault(fmt, []).append(n / timed(lambda: generate(cfg)))
-        return n / loop_s[-1]
+        return n / sum(loop_s[before:])  # writing the shards + assembling the format
 
     model, _ = load_generative_model(root / "outputs" / "run" / "checkpoints" / "last.ckpt")
 
@@ -321,9 +329,11 @@ def bench_generate(n: int, rss_small: int, rss_large: int, repeats: int, out: Pa
         return int(done.stdout.split("MAXRSS_KB")[-1].split()[0])
 
     small, large = peak_rss_kb(rss_small), peak_rss_kb(rss_large)
+    measured_end_to_end = {k: v[-repeats:] for k, v in end_to_end.items()}  # not the warm-up, not the profile
     extra = {"profile": profiled(lambda: ours("imagefolder"))} if profile else {}
-    runner.ShardedGeneration.run = original_run
-    return {**extra, "end_to_end_images_per_s": {k: v[1:] for k, v in end_to_end.items()},
+    for name, method in originals.items():
+        setattr(runner.ShardedGeneration, name, method)
+    return {**extra, "end_to_end_images_per_s": measured_end_to_end,
         "images_per_s": per_format, "plain_images_per_s": baseline,
         "generate_images_per_s": {k: statistics.median(v) for k, v in per_format.items()},
         "generate_vs_baseline_ratio": statistics.median(per_format["imagefolder"]) / statistics.median(baseline),
@@ -385,6 +395,8 @@ def main() -> None:
     args = parser.parse_args()
     quiet_third_party_logs()
     repeats = 1 if args.quick else 3
+    global WARMUP_ROUND
+    WARMUP_ROUND = not args.quick
     args.profile = args.profile or not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -63,7 +63,8 @@ def real_sets(dm: ImageDataModule) -> tuple[torch.Tensor, torch.Tensor]:
 
 SOURCES = [("digits", DigitsSource, 16)]
 if DEBIAN_FASHION_MNIST.is_dir():
-    SOURCES.append(("fashion_mnist", FashionMNISTSource, 32))
+    # The same checks at 32 px on a second data set: two minutes, so `make test-all` only.
+    SOURCES.append(pytest.param("fashion_mnist", FashionMNISTSource, 32, marks=pytest.mark.slow))
 
 
 @pytest.mark.parametrize(("name", "source", "size"), SOURCES)

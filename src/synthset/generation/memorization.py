@@ -57,8 +57,8 @@ class MemorizationCheck:
         require(0 < percentile < 100, f"memorization.percentile={percentile} must be in (0, 100), e.g. 1.")
         extractor = None
         if extractor_name != PIXELS:
-            cls = EXTRACTORS[extractor_name]
-            extractor = cls(extractor_name, [cls.get_provided_features_list()[0]]).eval()
+            extractor_class = EXTRACTORS[extractor_name]
+            extractor = extractor_class(extractor_name, [extractor_class.get_provided_features_list()[0]]).eval()
         train, test = datamodule.split("train")[0], datamodule.split("test")[0]
         features = {}
         for split, images in (("train", train), ("test", test)):

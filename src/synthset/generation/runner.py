@@ -16,13 +16,19 @@ from synthset.data.datamodule import to_uint8
 from synthset.errors import SynthsetError, require
 from synthset.generation.memorization import MemorizationCheck
 from synthset.generation.spec import GenerationSpec
-from synthset.generation.writers import DatasetWriter, encode_png
+from synthset.generation.writers import DatasetWriter, encode_png_to
 from synthset.metrics.classifier import ReferenceClassifier
 from synthset.models.base import GenerativeModel
 
 MANIFEST = "manifest.json"
+PART_GLOB = ".manifest.part-*.json"  # one per process of a distributed run, merged into MANIFEST at the end
 SAMPLE_BATCH = 256
 MAX_REPLACEMENT_ROUNDS = 20
+
+
+def manifest_part(rank: int, world_size: int) -> str:
+    """Where a process records its finished shards: the manifest itself, or its own part."""
+    return MANIFEST if world_size == 1 else f".manifest.part-{rank}-of-{world_size}.json"
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -53,6 +59,17 @@ class Manifest:
     def load(cls, path: Path) -> "Manifest | None":
         return cls(**json.loads(path.read_text())) if path.is_file() else None
 
+    @classmethod
+    def load_merged(cls, out: Path) -> "Manifest | None":
+        """``manifest.json`` plus the shards that processes of a distributed run recorded in their parts."""
+        manifest = cls.load(out / MANIFEST)
+        if manifest is not None:
+            for part in sorted(out.glob(PART_GLOB)):
+                other = cls.load(part)
+                if other is not None and other.digest == manifest.digest:
+                    manifest.shards.update(other.shards)
+        return manifest
+
     def save(self, path: Path) -> None:
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(json.dumps(self.__dict__, indent=1, sort_keys=True))
@@ -60,8 +77,11 @@ class Manifest:
 
 
 def prepare_output(out: Path, spec: GenerationSpec, overwrite: bool) -> Manifest:
-    """Resume a matching output, refuse a different one (unless ``overwrite``), or start a new one."""
-    manifest = Manifest.load(out / MANIFEST)
+    """Resume a matching output, refuse a different one (unless ``overwrite``), or start a new one.
+
+    A new output gets its (empty) manifest at once: the other processes of a distributed run read it.
+    """
+    manifest = Manifest.load_merged(out)
     if manifest is not None and manifest.digest == spec.digest():
         return manifest
     if out.exists() and any(out.iterdir()):
@@ -77,7 +97,9 @@ def prepare_output(out: Path, spec: GenerationSpec, overwrite: bool) -> Manifest
     except OSError as error:
         raise SynthsetError(f"out={out} cannot be created ({error.strerror}); choose a writable out=... folder.") from None
     require(os.access(out, os.W_OK), f"out={out} is not writable; choose a writable out=... folder.")
-    return Manifest(spec=spec.to_dict(), digest=spec.digest())
+    manifest = Manifest(spec=spec.to_dict(), digest=spec.digest())
+    manifest.save(out / MANIFEST)
+    return manifest
 
 
 class ShardedGeneration:
@@ -139,13 +161,19 @@ class ShardedGeneration:
             mask |= out.agreement < self.spec.label_agreement
         return mask
 
-    def encode(self, images: np.ndarray, pool: ProcessPoolExecutor | None):
-        """PNG bytes of every image: a lazy iterator over already-submitted pool work, or a list."""
+    def encode(self, shard: int, images: np.ndarray, labels: torch.Tensor | None, pool: ProcessPoolExecutor | None):
+        """PNG bytes of every image: a lazy iterator over already-submitted pool work, or a list.
+
+        For one-file-per-image formats the encoders also write the files (the main process only samples).
+        """
         if not self.writer.needs_png:
             return []
-        return pool.map(encode_png, images, chunksize=32) if pool else [encode_png(im) for im in images]
+        paths = self.writer.png_paths(list(self.spec.shard_range(shard)), labels.numpy() if labels is not None else None)
+        paths = paths or [None] * len(images)
+        return pool.map(encode_png_to, images, paths, chunksize=32) if pool else list(map(encode_png_to, images, paths))
 
-    def finish_shard(self, manifest: Manifest, shard: int, produced: ShardImages, images: np.ndarray, pngs) -> int:
+    def finish_shard(self, manifest: Manifest, record: Path, shard: int, produced: ShardImages, images: np.ndarray,
+                     pngs) -> int:
         """Write one encoded shard and record it in the manifest (the resume point); returns its size."""
         labels = produced.labels.numpy() if produced.labels is not None else None
         files, digest = self.writer.write_shard(shard, list(self.spec.shard_range(shard)), images, labels, list(pngs))
@@ -154,31 +182,44 @@ class ShardedGeneration:
             "flagged": produced.flagged, "disagreed": produced.disagreed, "replaced": produced.replaced,
             "class_counts": np.bincount(labels, minlength=len(self.writer.class_names)).tolist() if labels is not None else None,
         }
-        manifest.save(self.out / MANIFEST)
+        manifest.save(record)
         return len(images)
 
-    def run(self, manifest: Manifest, num_workers: int = 2, progress: bool = True) -> Manifest:
-        todo = [s for s in range(self.spec.num_shards) if str(s) not in manifest.shards]
-        done = self.spec.num_samples - sum(len(self.spec.shard_range(s)) for s in todo)
+    def run(self, manifest: Manifest, num_workers: int = 2, progress: bool = True, rank: int = 0,
+            world_size: int = 1) -> Manifest:
+        """Write this process's missing shards (shard ``s`` belongs to rank ``s % world_size``)."""
+        todo = [s for s in range(self.spec.num_shards) if s % world_size == rank and str(s) not in manifest.shards]
+        mine = sum(len(self.spec.shard_range(s)) for s in range(rank, self.spec.num_shards, world_size))
+        left = sum(len(self.spec.shard_range(s)) for s in todo)
+        record = self.out / manifest_part(rank, world_size)
         pool = ProcessPoolExecutor(num_workers) if self.writer.needs_png and num_workers > 1 else None
+        desc = "generating" if world_size == 1 else f"generating (process {rank + 1}/{world_size})"
         try:
-            with tqdm(total=self.spec.num_samples, initial=done, unit="img", desc="generating", disable=not progress) as bar:
+            with tqdm(total=mine, initial=mine - left, unit="img", desc=desc, disable=not progress) as bar:
                 pending = None
                 for shard in todo:
                     # Sampling shard i overlaps with the workers encoding shard i-1.
                     produced = self.shard_images(shard)
                     images = produced.images.numpy()
-                    pngs = self.encode(images, pool)
+                    pngs = self.encode(shard, images, produced.labels, pool)
                     if pending is not None:
-                        bar.update(self.finish_shard(manifest, *pending))
+                        bar.update(self.finish_shard(manifest, record, *pending))
                     pending = (shard, produced, images, pngs)
                 if pending is not None:
-                    bar.update(self.finish_shard(manifest, *pending))
+                    bar.update(self.finish_shard(manifest, record, *pending))
         finally:
             if pool is not None:
                 pool.shutdown()
+        return manifest
+
+    def complete(self, manifest: Manifest) -> Manifest:
+        """Once every shard exists: assemble the format, then one manifest (process parts merged away)."""
+        missing = [s for s in range(self.spec.num_shards) if str(s) not in manifest.shards]
+        require(not missing, f"shards {missing[:5]} were not written; run the same command again to finish them.")
         if not manifest.complete:
             self.writer.finalize(self.spec.num_shards)
             manifest.complete = True
-            manifest.save(self.out / MANIFEST)
+        manifest.save(self.out / MANIFEST)
+        for part in self.out.glob(PART_GLOB):
+            part.unlink()
         return manifest

@@ -25,6 +25,15 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def encode_png_to(image: np.ndarray, path: str | None) -> bytes:
+    """``encode_png``, also written to ``path`` when given: encoder processes write files themselves."""
+    data = encode_png(image)
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -56,22 +65,37 @@ class DatasetWriter:
                     pngs: list[bytes]) -> tuple[list[str], str]:
         raise NotImplementedError
 
+    def png_paths(self, indices: list[int], labels: np.ndarray | None) -> list[str] | None:
+        """Where each PNG goes when the format is one file per image (the encoders write them), else None."""
+        return None
+
     def finalize(self, num_shards: int) -> None:
         """Called once every shard exists (formats that assemble a whole dataset do it here)."""
 
 
 class ImageFolderWriter(DatasetWriter):
-    """``<class>/<index>.png`` (flat ``<index>.png`` when unlabeled): torchvision's ImageFolder layout."""
+    """``<class>/<index>.png`` (flat ``<index>.png`` when unlabeled): torchvision's ImageFolder layout.
+
+    The PNG encoders write the files in parallel, straight to their names: a shard is committed by its
+    manifest entry, and a resumed run rewrites the same bytes of any shard that was cut short.
+    """
+
+    def relative_paths(self, indices: list[int], labels: np.ndarray | None) -> list[str]:
+        if labels is None:
+            return [f"{index:08d}.png" for index in indices]
+        return [f"{self.class_names[int(label)]}/{index:08d}.png" for index, label in zip(indices, labels, strict=True)]
+
+    def png_paths(self, indices, labels):
+        relative = self.relative_paths(indices, labels)
+        for folder in {path.rpartition("/")[0] for path in relative}:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        return [f"{self.root}/{path}" for path in relative]
 
     def write_shard(self, shard, indices, images, labels, pngs):
-        digest, files = hashlib.sha256(), []
-        for i, index in enumerate(indices):
-            folder = self.class_names[int(labels[i])] if labels is not None else ""
-            relative = str(Path(folder) / f"{index:08d}.png")
-            atomic_write_bytes(self.root / relative, pngs[i])
-            digest.update(pngs[i])
-            files.append(relative)
-        return files, digest.hexdigest()
+        digest = hashlib.sha256()
+        for png in pngs:
+            digest.update(png)
+        return self.relative_paths(indices, labels), digest.hexdigest()
 
 
 class WebDatasetWriter(DatasetWriter):

@@ -1,5 +1,6 @@
 """The one abstraction: a LightningModule that can ``sample`` images in [-1, 1]."""
 
+import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -104,6 +105,12 @@ class GenerativeModel(pl.LightningModule):
             return self.decode(net, z, labels).clamp_(-1, 1)
         finally:
             net.train(was_training)
+
+    def on_train_start(self) -> None:
+        # DDP ranks share one seed; each rank needs its own noise (its data already differs by sampler).
+        if self.trainer.world_size > 1:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            torch.manual_seed(hash((seed, self.global_rank, self.global_step)) % 2**62)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[MODEL_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"

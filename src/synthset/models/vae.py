@@ -86,7 +86,7 @@ class BetaVAE(GenerativeModel):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
-        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=True)
+        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=True, sync_dist=True)
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -95,7 +95,7 @@ class BetaVAE(GenerativeModel):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         out = self.losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=batch[0].size(0))
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=batch[0].size(0), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -9,10 +9,19 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from synthset.errors import require
+from synthset.errors import SynthsetError, require
 from synthset.generation.card import write_card
+from synthset.generation.distributed import (
+    Ranks,
+    barrier,
+    device_for,
+    join_group,
+    leave_group,
+    main_first,
+    spawn,
+)
 from synthset.generation.memorization import MemorizationCheck
-from synthset.generation.runner import ShardedGeneration, prepare_output
+from synthset.generation.runner import Manifest, ShardedGeneration, prepare_output
 from synthset.generation.spec import GenerationSpec, label_plan
 from synthset.generation.writers import WRITERS
 from synthset.metrics.classifier import reference_classifier
@@ -62,7 +71,47 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path) -> None:
 
 
 def generate(cfg: DictConfig) -> Path:
-    """Write the dataset; returns its folder. Re-running the same command resumes a killed run."""
+    """Write the dataset; returns its folder. Re-running the same command resumes a killed run.
+
+    Under ``torchrun`` (or with ``num_processes`` > 1) the shards are split across processes; the
+    files are byte for byte those one process writes, and rank 0 writes the one manifest and card.
+    """
+    ranks = Ranks.from_env()
+    if ranks.world_size == 1 and cfg.get("num_processes", 1) != 1:
+        return generate_in_processes(cfg)
+    join_group(ranks)
+    try:
+        return generate_as(cfg, ranks)
+    finally:
+        leave_group()
+
+
+def generate_in_processes(cfg: DictConfig) -> Path:
+    """``num_processes=N`` without torchrun: spawn N ranks on this machine and wait for them."""
+    import torch.multiprocessing as mp
+
+    n = cfg.num_processes
+    require(isinstance(n, int) and n >= 1, f"num_processes={n} must be a positive integer such as 2.")
+    results = mp.get_context("spawn").SimpleQueue()
+    try:
+        spawn(_generate_process, n, OmegaConf.to_container(cfg, resolve=True), results)
+    except mp.ProcessRaisedException as error:
+        # A SynthsetError in a process stays one sentence here too.
+        for line in str(error).splitlines():
+            if line.startswith(f"{SynthsetError.__module__}.SynthsetError: "):
+                raise SynthsetError(line.split(": ", 1)[1]) from None
+        raise
+    return Path(results.get())
+
+
+def _generate_process(config: dict, results) -> None:
+    out = generate(OmegaConf.create(config))
+    if Ranks.from_env().is_main:
+        results.put(str(out))
+
+
+def generate_as(cfg: DictConfig, ranks: Ranks) -> Path:
+    """One process's part of ``generate``: every rank writes its shards, rank 0 the rest."""
     client, run_id, model, checkpoint, ckpt_path = open_run_checkpoint(cfg)
     run = client.get_run(run_id)
     source_fid = check_gate(client, run_id, cfg.gate.max_fid)
@@ -79,19 +128,26 @@ def generate(cfg: DictConfig) -> Path:
             "filter.label_agreement needs a class-conditional model; this one is unconditional, so drop the filter.")
     labels = label_plan(spec, class_names)
     datamodule = datamodule_of(model.run_config)
-    memorization = None
-    if mem_cfg.enabled:
-        memorization = MemorizationCheck.calibrate(datamodule, mem_cfg.extractor, mem_cfg.percentile,
-                                                   Path(cfg.paths.cache_dir) / "memorization")
-    classifier = None
-    if spec.label_agreement is not None:
-        classifier = reference_classifier(datamodule, Path(cfg.paths.cache_dir) / "classifier")
+    memorization, classifier = None, None
+    with main_first(ranks):  # rank 0 fills the caches the other processes then read
+        if mem_cfg.enabled:
+            memorization = MemorizationCheck.calibrate(datamodule, mem_cfg.extractor, mem_cfg.percentile,
+                                                       Path(cfg.paths.cache_dir) / "memorization")
+        if spec.label_agreement is not None:
+            classifier = reference_classifier(datamodule, Path(cfg.paths.cache_dir) / "classifier")
+    model.to(device_for(str(cfg.get("device", "cpu")), ranks))
 
     # Everything that can refuse has run: only now does the output folder come into being.
     out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{run.info.run_name}-{spec.format}-{spec.num_samples}")
-    manifest = prepare_output(out, spec, bool(cfg.overwrite))
+    with main_first(ranks):
+        manifest = prepare_output(out, spec, bool(cfg.overwrite)) if ranks.is_main else Manifest.load_merged(out)
     generation = ShardedGeneration(model, spec, labels, WRITERS[spec.format](out, class_names), out, memorization, classifier)
-    manifest = generation.run(manifest, num_workers=cfg.num_workers, progress=cfg.progress)
+    generation.run(manifest, num_workers=cfg.num_workers, progress=cfg.progress and ranks.is_main,
+                   rank=ranks.rank, world_size=ranks.world_size)
+    barrier(ranks)
+    if not ranks.is_main:
+        return out
+    manifest = generation.complete(Manifest.load_merged(out))
 
     # Card material comes from the first shards again: each shard is a pure function of the spec.
     first = generation.shard_images(0)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
 
 from synthset.callbacks.evaluation import EvaluationCallback
 from synthset.config import build
@@ -15,6 +16,7 @@ from synthset.tracking.logger import ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
 from synthset.tracking.store import default_artifact_location, ensure_store, tracking_uri_for
+from synthset.tracking.sweep import check_this_job
 
 
 def validate_train_config(cfg: DictConfig) -> None:
@@ -24,6 +26,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         isinstance(max_steps, int) and max_steps > 0,
         f"trainer.max_steps={max_steps} must be a positive integer (optimizer steps), e.g. trainer.max_steps=2000.",
     )
+    check_this_job(cfg)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -50,7 +53,8 @@ def open_resume(cfg: DictConfig, uri: str) -> tuple[str, Path, Path]:
 
 
 def build_logger(cfg: DictConfig, uri: str, run_dir: Path, resume_run_id: str | None) -> ResumableMLFlowLogger | None:
-    if not cfg.logger:
+    # Only rank 0 logs; on other DDP ranks an MLflow client would open (and race to create) the store.
+    if not cfg.logger or rank_zero_only.rank != 0:
         return None
     return build(
         cfg.logger,
@@ -87,7 +91,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     uri = tracking_uri_for(cfg)
-    if cfg.logger:
+    if cfg.logger and rank_zero_only.rank == 0:  # torchrun starts all ranks at once: one creates the store
         ensure_store(uri)
 
     resume_run_id, checkpoint = None, None

@@ -30,7 +30,7 @@ class ResumableMLFlowLogger(MLFlowLogger):
         super().__init__(*args, run_id=resume_run_id, **kwargs)
         self.resuming = resume_run_id is not None
         self._skip_through_step = -1
-        if self.resuming:
+        if self.resuming and rank_zero_only.rank == 0:  # other DDP ranks never log
             self._skip_through_step = last_logged_step(self.experiment, resume_run_id)
 
     @property

@@ -1,5 +1,7 @@
 """What every run records about itself: tags, flattened config, config YAML."""
 
+import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import synthset
 from synthset.tracking.runs import KIND_TAG, RUN_DIR_TAG
+from synthset.tracking.sweep import PARENT_TAG, parent_run_of_this_job
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
@@ -23,7 +26,8 @@ def git_commit(repo_dir: Path | None = None) -> str:
 
 
 def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
-    return {
+    parent = parent_run_of_this_job()  # a sweep's job is a child of the sweep's run
+    return ({PARENT_TAG: parent} if parent else {}) | {
         "model": str(cfg.model.name),
         "data": str(cfg.data.name),
         "conditional": str(bool(cfg.model.get("conditional", False))).lower(),
@@ -32,6 +36,9 @@ def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
         "torch_version": torch.__version__,
         RUN_DIR_TAG: str(run_dir),
         KIND_TAG: "train",
+        "synthset.host": socket.gethostname(),
+        "synthset.pid": str(os.getpid()),  # which process ran it (parallel sweeps, SLURM jobs)
+        "synthset.torch_threads": str(torch.get_num_threads()),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from synthset.data.datamodule import fingerprint
+from synthset.generation.writers import atomic_write_bytes
 from synthset.metrics.classifier import RECIPE, ReferenceClassifier, fit_classifier
 from synthset.utility.protocols import Protocol
 
@@ -79,13 +80,6 @@ def confusion_matrix(predicted: torch.Tensor, true: torch.Tensor, num_classes: i
     return torch.bincount(true * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def atomic_write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload))
-    os.replace(temporary, path)
-
-
 class ProtocolTrainer:
     """Fits and scores classifiers with one budget (``steps`` x ``batch_size``) for every protocol."""
 
@@ -118,7 +112,7 @@ class ProtocolTrainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path.with_suffix(".pt.tmp"))
         os.replace(path.with_suffix(".pt.tmp"), path.with_suffix(".pt"))
-        atomic_write_json(path, result)
+        atomic_write_bytes(path, json.dumps(result).encode())
         return result
 
     def classifier(self, data: TrainingSet, seed: int) -> ReferenceClassifier:
