@@ -21,7 +21,7 @@ run: setup
 	$(PY) generate.py run_id=latest num_samples=1000 shard_size=250 format=imagefolder card.eval_samples=200 overwrite=true
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=15
 
 test-all: setup
 	$(PY) -m pytest -q
