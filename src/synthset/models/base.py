@@ -106,6 +106,17 @@ class GenerativeModel(pl.LightningModule):
         finally:
             net.train(was_training)
 
+    def log_train_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+        """``self.log_dict`` on the steps Lightning writes to the loggers, and only there.
+
+        Each ``self.log`` call costs about 1.5 ms of Lightning bookkeeping (it moves its whole result
+        record to the value's device); on small models that is a tenth of a step. The logged values are
+        the same, since Lightning only ever writes the current step's values on those steps.
+        """
+        connector = getattr(self.trainer, "_logger_connector", None)
+        if getattr(connector, "should_update_logs", True):  # unknown Lightning internals: log every step
+            self.log_dict(metrics, prog_bar=True, sync_dist=True)
+
     def on_train_start(self) -> None:
         # DDP ranks share one seed; each rank needs its own noise (its data already differs by sampler).
         if self.trainer.world_size > 1:

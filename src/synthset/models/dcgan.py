@@ -27,4 +27,4 @@ class DCGAN(GANModule):
         self.optimizer_step_on(opt_g, g_loss)
         self.finish_generator_step()
 
-        self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True, sync_dist=True)
+        self.log_train_metrics({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()})

@@ -86,7 +86,7 @@ class BetaVAE(GenerativeModel):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
-        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=True, sync_dist=True)
+        self.log_train_metrics({f"train/{k}": v.detach() for k, v in out.items()})
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:

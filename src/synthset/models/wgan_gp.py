@@ -62,4 +62,4 @@ class WGANGP(GANModule):
             self.last_g_loss = g_loss.detach()
         if hasattr(self, "last_g_loss"):
             metrics["train/g_loss"] = self.last_g_loss
-        self.log_dict(metrics, prog_bar=True, sync_dist=True)
+        self.log_train_metrics(metrics)
