@@ -4,7 +4,6 @@ generation, a real ``mlflow server`` over HTTP and its UI in a real browser."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from synthset.callbacks.replica_check import REPLICAS_TAG, WORLD_SIZE_TAG
 from synthset.config import compose_config
+from synthset.generation.distributed import free_port
 from synthset.pipelines.generate import generate
 from synthset.pipelines.train import run_training
 from synthset.tracking.sweep import BEST_RUN_TAG, PARENT_TAG
@@ -200,12 +200,6 @@ def test_generation_with_num_processes_is_byte_identical_to_one_process(generati
 
 
 # ---- a real MLflow server: HTTP logging and the UI in headless Chromium -------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def mlflow_server(model_sweep: Path):
