@@ -7,14 +7,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from synthset.cli import quiet_third_party_logs, report_errors
+from synthset.cli import entry_point, preflight, quiet_third_party_logs
 from synthset.errors import require
 
 TASKS = ("fidelity", "utility")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> dict[str, float]:
     quiet_third_party_logs()
     require(cfg.task in TASKS, f"task={cfg.task} is unknown; expected one of {', '.join(TASKS)}.")
@@ -29,4 +29,5 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    preflight()
     main()

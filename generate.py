@@ -3,11 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from synthset.cli import quiet_third_party_logs, report_errors
+from synthset.cli import entry_point, preflight, quiet_third_party_logs
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     quiet_third_party_logs()
     from synthset.pipelines.generate import generate  # heavy imports only once work starts
@@ -16,4 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight()
     main()

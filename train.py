@@ -3,11 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
-from synthset.cli import quiet_third_party_logs, report_errors
+from synthset.cli import entry_point, preflight, quiet_third_party_logs
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> float | None:
     quiet_third_party_logs()
     from synthset.pipelines.train import train  # heavy imports only once a run really starts
@@ -16,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight()
     main()

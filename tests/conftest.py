@@ -1,9 +1,20 @@
-"""Shared fixtures: real Hydra composition of the shipped configs into a temporary output folder."""
+"""Shared fixtures: real Hydra composition of the shipped configs, real MLflow stores, session-scoped runs.
 
+The expensive parts are made once per session and shared: a migrated sqlite store (copied per test),
+the cache (fidelity statistics, reference classifiers, utility results), and one trained conditional
+run per model. Entry points run in this process (``run_entry``) unless a test needs a fresh interpreter.
+"""
+
+import contextlib
+import importlib.util
+import io
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,13 +24,6 @@ from synthset.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests always use their own store, never one set in the developer's shell."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
 FAST_TRAIN = [
     "trainer.max_steps=20",
     "trainer.accelerator=cpu",
@@ -28,30 +32,160 @@ FAST_TRAIN = [
     "callbacks.sample_grid.every_n_steps=10",
     "model.width=16",
 ]
+# Evaluation without TF-Inception: GAN-test and diversity with the (cached) reference classifier.
+DOMAIN_EVAL = ["eval.every_n_steps=5", "eval.num_samples=60", "eval.fidelity=false", "eval.monitor=gan_test",
+               "metrics.progress=false"]
+QUIET = ["metrics.progress=false", "metrics.is_extractor=none"]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests always use their own store, never one set in the developer's shell."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the session: reference statistics and classifiers are computed once."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["SYNTHSET_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated sqlite store: copying it skips MLflow's migrations in every test."""
+    from synthset.tracking.store import ensure_store
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    ensure_store(f"sqlite:///{path}")
+    return path
+
+
+def with_store(root: Path, template: Path) -> Path:
+    (root / "outputs").mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, root / "outputs" / "mlflow.db")
+    return root
 
 
 @pytest.fixture
-def train_config(tmp_path: Path) -> Callable[..., DictConfig]:
+def root(tmp_path: Path, store_template: Path) -> Path:
+    """A project root with a ready store under ``outputs/``."""
+    return with_store(tmp_path, store_template)
+
+
+@pytest.fixture
+def train_config(root: Path) -> Callable[..., DictConfig]:
     def make(*overrides: str) -> DictConfig:
-        return compose_config("train", [*FAST_TRAIN, *overrides], tmp_path)
+        return compose_config("train", [*FAST_TRAIN, *overrides], root)
 
     return make
 
 
-def tracking_uri_for(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+def tracking_uri_for(root: Path) -> str:
+    return f"sqlite:///{root / 'outputs' / 'mlflow.db'}"
+
+
+@dataclass
+class SessionRuns:
+    """One tiny conditional run per model in one store, each evaluated on val (domain metrics)."""
+
+    root: Path
+    run_ids: dict[str, str]
+    checkpoints: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def session_runs(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> SessionRuns:
+    from synthset.pipelines.train import run_training
+
+    root = with_store(tmp_path_factory.mktemp("session-runs"), store_template)
+    run_ids, checkpoints = {}, {}
+    for model in ("dcgan", "wgan", "vae"):
+        cfg = compose_config("train", [*FAST_TRAIN, *DOMAIN_EVAL, f"model={model}", "model.conditional=true",
+                                       f"logger.run_name={model}-session"], root)
+        cfg.paths.run_dir = str(root / "outputs" / "runs" / model)
+        run_ids[model] = run_training(cfg).run_id
+        checkpoints[model] = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
+    return SessionRuns(root, run_ids, checkpoints)
+
+
+# ---- entry points ------------------------------------------------------------------------------------------------
+
+@dataclass
+class EntryResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def load_entry(script: str):
+    spec = importlib.util.spec_from_file_location(f"synthset_entry_{Path(script).stem}", REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    task = module.main
+    while hasattr(task, "__wrapped__"):
+        task = task.__wrapped__
+    task.__module__ = "__main__"  # Hydra finds conf/ beside the script, as when the script is run directly
+    return module
+
+
+def run_entry(script: str, *args: str, root: Path, env: dict[str, str] | None = None) -> EntryResult:
+    """Run ``train.py`` / ``generate.py`` / ``evaluate.py`` as the CLI does, in this process (no interpreter start-up).
+
+    The real ``preflight`` and Hydra ``main`` run with ``sys.argv`` set; the exit code is what ``sys.exit`` was given.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    module = load_entry(script)
+    saved_argv, saved_env, saved_handlers = sys.argv, dict(os.environ), list(logging.getLogger().handlers)
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [str(REPO / script), *args]
+    os.environ.update({"SYNTHSET_ROOT": str(root), **(env or {})})
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            module.preflight(list(args))
+            module.main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        logging.getLogger().handlers[:] = saved_handlers
+        GlobalHydra.instance().clear()
+    return EntryResult(code, out.getvalue(), err.getvalue())
 
 
 def run_cli(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a real entry point (``train.py`` ...) with outputs under ``cwd``."""
+    """Run a real entry point in a fresh interpreter (for kills, torchrun, launchers), outputs under ``cwd``."""
     full_env = {**os.environ, "SYNTHSET_ROOT": str(cwd), **(env or {})}
     if "MLFLOW_TRACKING_URI" not in (env or {}):
         full_env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def files_under(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file (size, mtime) and folder: comparing two snapshots shows anything created or changed.
+
+    A folder's own mtime is left out: creating and removing an empty folder inside it is not a change.
+    """
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
+            for p in sorted(folder.rglob("*"))}
+
+
+# A conditional GAN that has really learned digits: the quickstart recipe at a test-sized budget.
+LEARNED = ["experiment=quickstart", "trainer.max_steps=4000", "trainer.enable_progress_bar=false",
+           "callbacks.sample_grid.every_n_steps=100000", "eval.every_n_steps=0", "logger.run_name=learned"]
+
+
+@pytest.fixture(scope="session")
+def learned_run(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> tuple[Path, str]:
+    from synthset.pipelines.train import run_training
+
+    root = with_store(tmp_path_factory.mktemp("learned"), store_template)
+    cfg = compose_config("train", LEARNED, root)
+    cfg.paths.run_dir = str(root / "outputs" / "runs" / "learned")
+    return root, run_training(cfg).run_id

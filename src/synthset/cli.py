@@ -1,42 +1,89 @@
-"""Shared behaviour of the thin entry points: clear errors, quiet third-party logs."""
+"""What the thin entry points share: config-group checks before Hydra, one-line errors, quiet library output."""
 
 import functools
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from synthset.errors import SynthsetError
+from omegaconf import DictConfig
 
-EXIT_USAGE = 2
+from synthset.config import CONFIG_DIR
+from synthset.errors import EXIT_USAGE, SynthsetError
+
+__all__ = ["preflight", "quiet_third_party_logs", "entry_point", "check_group_choices"]
 
 
-def report_errors(task: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ``SynthsetError`` into one line on stderr and exit code 2 (no traceback wall)."""
+def remove_empty_run_folder(cfg: DictConfig) -> None:
+    """Bad input leaves nothing behind: remove the (still empty) folder Hydra made for this job, and empty parents."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir).resolve()
+    stop = Path(str(cfg.paths.root_dir)).resolve()
+    while folder != stop and stop in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def entry_point(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """A ``SynthsetError`` becomes one line on stderr (``error: ...``) and exit code 2, with nothing left on disk."""
 
     @functools.wraps(task)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(cfg: DictConfig) -> Any:
         try:
-            return task(*args, **kwargs)
+            return task(cfg)
         except SynthsetError as error:
+            remove_empty_run_folder(cfg)
             print(f"error: {error}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USAGE)
 
     return wrapper
 
 
+def group_options(group_dir: Path) -> list[str]:
+    return sorted(p.stem for p in group_dir.glob("*.yaml"))
+
+
+def check_group_choices(argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
+    """``model=WGAN`` names no config: say which ones exist, in one line, before Hydra dumps its search path."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        group_dir = config_dir / key
+        if key.startswith("hydra") or not group_dir.is_dir() or "(" in value:
+            continue  # a plain key, one of Hydra's own groups, or a sweep function such as choice(...)
+        options = group_options(group_dir)
+        for choice in value.split(","):  # -m model=dcgan,wgan sweeps over several
+            if choice not in options and choice != "null":
+                raise SynthsetError(f"{key}={choice} is not one of the {key} configs ({', '.join(options)}); "
+                                    f"pick one of them, e.g. {key}={options[0]}.")
+
+
 def quiet_third_party_logs() -> None:
-    """MLflow's alembic migrations and Lightning's tips drown the useful output."""
-    for name in ("alembic", "mlflow", "pytorch_lightning.utilities.rank_zero", "urllib3"):
+    """MLflow's migrations, Lightning's tips and libraries' deprecation notices drown the useful output."""
+    for name in ("alembic", "mlflow", "pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
+                 "lightning.pytorch.utilities.rank_zero", "urllib3", "torch_fidelity"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    # Known, harmless notices: GANs use manual optimization and have no validation step.
-    for pattern in (
-        ".*ModelCheckpoint with manual optimization.*",
-        ".*no `validation_step`.*",
-        ".*LeafSpec.*",
-        ".*smaller than the logging interval.*",
-    ):
+    # Libraries' own notices (torch.jit.load, MLflow's dataset source, Lightning's tips): not the user's concern.
+    for category in (FutureWarning, UserWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!synthset)")
+    for pattern in (".*ModelCheckpoint with manual optimization.*", ".*no `validation_step`.*", ".*LeafSpec.*",
+                    ".*smaller than the logging interval.*", ".*does not have many workers.*"):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def preflight(argv: Sequence[str] | None = None) -> None:
+    """Run before Hydra parses ``argv``: refuse unknown group options with one line and exit 2."""
+    try:
+        check_group_choices(list(sys.argv[1:] if argv is None else argv))
+    except SynthsetError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)

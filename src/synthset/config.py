@@ -1,14 +1,21 @@
-"""Config helpers: ``build`` (instantiate with clear errors) and ``compose_config`` (the shipped configs)."""
+"""Config helpers for the configs a user composes: ``build`` (instantiate with clear errors),
+``check_component_arguments`` (types before anything is built) and ``compose_config`` (the shipped configs).
 
+Only configs composed from ``conf/`` and the command line come here. What is read back from a
+checkpoint, a run or a card never is: that goes through synthset's registries as plain data.
+"""
+
+import os
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from synthset.errors import SynthsetError
+from synthset.plaindata import HYDRA_KEYS, check_arguments
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -29,6 +36,14 @@ def build(node: Any, **kwargs: Any) -> Any:
         raise
 
 
+def check_component_arguments(node: DictConfig, prefix: str, exclude: tuple[str, ...] = ()) -> None:
+    """Every key of a composed ``_target_`` node fits its class's signature and types (``model.lr=abc`` is refused)."""
+    values = OmegaConf.to_container(node, resolve=True)
+    cls = get_class(values["_target_"])
+    kwargs = {k: v for k, v in values.items() if k not in HYDRA_KEYS and k not in exclude}
+    check_arguments(cls, kwargs, prefix, "the config")
+
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -44,5 +59,5 @@ def compose_config(config_name: str, overrides: list[str], output_root: Path) ->
         cfg.paths.root_dir = str(output_root)
         cfg.paths.output_dir = str(output_root / "outputs")
         cfg.paths.run_dir = str(output_root / "outputs" / "run")
-        cfg.paths.cache_dir = str(output_root / "outputs" / "cache")
+        cfg.paths.cache_dir = os.environ.get("SYNTHSET_CACHE") or str(output_root / "outputs" / "cache")
     return cfg

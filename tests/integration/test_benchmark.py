@@ -1,21 +1,57 @@
-"""The benchmark contract, exercised quickly (CI machines are noisy: no thresholds asserted here)."""
+"""The benchmark contract, run quickly: every ratio is a mean over pairs with a 95 % CI, consistent with its raw data.
+
+No speed thresholds here (CI machines are noisy); targets live in docs/benchmarks.md and README.
+"""
 
 import json
+import math
+import statistics
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
 
-def test_quick_benchmark_reports_every_ratio_as_json() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--json"],
-                            capture_output=True, text=True, timeout=600, cwd=REPO)
+def run_script(*args: str) -> dict:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(report["train_overhead_ratio"]) == {"dcgan", "wgan", "vae"}
-    assert all(ratio > 0 for ratio in report["train_overhead_ratio"].values())
-    assert report["eval_warm_speedup"] > 0 and report["eval_vs_fidelity_ratio"] > 0
-    assert set(report["generate_images_per_s"]) == {"imagefolder", "hf", "webdataset", "npz"}
-    assert report["generate_vs_baseline_ratio"] > 0 and report["generate_rss_growth"] > 0
-    assert report["data_loader_headroom"] > 0
-    assert all(len(report["train"][m]["end_to_end_images_per_s"]) == 1 for m in ("dcgan", "wgan", "vae"))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_consistent(ratio: dict, pairs: int, higher_is_better: bool = True) -> None:
+    """The reported ratio and interval follow from the raw pair data the script also reports."""
+    assert ratio["pairs"] == pairs == len(ratio["candidate"]) == len(ratio["baseline"])
+    expected = [c / b if higher_is_better else b / c for c, b in zip(ratio["candidate"], ratio["baseline"], strict=True)]
+    assert ratio["ratios"] == pytest.approx(expected)
+    assert ratio["ratio"] == pytest.approx(statistics.fmean(expected))
+    low, high = ratio["ci95"]
+    assert low <= ratio["ratio"] <= high and math.isclose(high - ratio["ratio"], ratio["ci95_halfwidth"], rel_tol=1e-9)
+    assert all(x > 0 for x in ratio["candidate"] + ratio["baseline"])
+
+
+def test_quick_benchmark_reports_every_ratio_with_its_interval() -> None:
+    report = run_script(str(REPO / "scripts" / "benchmark.py"), "--quick", "--json")
+    for name in ("dcgan", "wgan", "vae"):
+        assert_consistent(report["train"][name], 2)
+    assert_consistent(report["eval"]["eval_warm_speedup"], 2, higher_is_better=False)
+    assert_consistent(report["eval"]["eval_vs_fidelity"], 2, higher_is_better=False)
+    for fmt in ("imagefolder", "hf", "webdataset", "npz"):
+        assert_consistent(report["generate"]["vs_baseline"][fmt], 2)
+    for fmt in ("npz", "imagefolder"):
+        growth = report["generate"]["time_growth"][fmt]
+        small, large = (growth["seconds_per_image"][k] for k in ("500", "5000"))
+        assert growth["growth"] == pytest.approx(large / small)
+    summary = report["summary"]
+    assert summary["generate_time_growth"].keys() == {"npz", "imagefolder"}
+    assert summary["data_loader_headroom"] == pytest.approx(
+        report["loader"]["loader_images_per_s"] / report["loader"]["fastest_training_images_per_s"])
+
+
+def test_the_gpu_benchmark_plumbing_runs_on_a_cpu() -> None:
+    report = run_script(str(REPO / "scripts" / "benchmark_gpu.py"), "--device", "cpu", "--quick", "--json",
+                        "--models", "dcgan", "--variants", "fp32,bf16+channels_last+compile")
+    for ratio in report["train"]["dcgan"].values():
+        assert_consistent(ratio, 2)
+    assert report["loader"]["data_loader_headroom"] > 0 and report["device"] == "cpu"

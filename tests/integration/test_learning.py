@@ -1,48 +1,52 @@
-"""Learning, not just running: brief training on digits must move statistics a broken loss would not."""
+"""Learning, not just running: brief training on digits must reach what a broken model could not."""
 
-import pytest
+from pathlib import Path
+
 import torch
 
-from synthset.data.datamodule import ImageDataModule, to_signed_unit
+from synthset.config import compose_config
+from synthset.data.datamodule import to_uint8
+from synthset.metrics.classifier import reference_classifier
+from synthset.metrics.evaluation import domain_metrics
+from synthset.models.loading import load_generative_model
 from synthset.pipelines.train import build_datamodule, build_model, run_training
 
-LEARN = ["logger=none", "callbacks.sample_grid.every_n_steps=100000", "model.width=32"]
+LEARN = ["logger=none", "callbacks.sample_grid.every_n_steps=100000", "trainer.enable_progress_bar=false"]
 
 
-def real_train_images(dm: ImageDataModule) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = dm.split("train")
-    return to_signed_unit(images.clone()), labels
+def val_quality(model, datamodule, cache: Path, n: int = 500) -> dict[str, float]:
+    """GAN-test and within-class diversity on val, the way training's evaluation measures them."""
+    labels = torch.arange(n) % datamodule.num_classes
+    fake = to_uint8(model.sample(n, labels, generator=torch.Generator().manual_seed(0)))
+    real, real_labels = datamodule.split("val")
+    return domain_metrics(fake, labels, real, real_labels, reference_classifier(datamodule, cache), datamodule.class_names)
 
 
-def nearest_class_mean_accuracy(samples: torch.Tensor, labels: torch.Tensor, dm: ImageDataModule) -> float:
-    """A classifier fit on real digits (nearest class mean) judges whether samples show their label."""
-    real, real_labels = real_train_images(dm)
-    means = torch.stack([real[real_labels == k].flatten(1).mean(0) for k in range(dm.num_classes)])
-    predicted = torch.cdist(samples.flatten(1), means).argmin(1)
-    return (predicted == labels).float().mean().item()
+def test_the_quickstart_gan_learns_digits_in_the_right_class_with_real_diversity(learned_run) -> None:
+    import os
+
+    root, _ = learned_run
+    model, _ = load_generative_model(root / "outputs" / "runs" / "learned" / "checkpoints" / "last.ckpt")
+    cfg = compose_config("train", ["experiment=quickstart"], root)
+    datamodule = build_datamodule(cfg)
+    cache = Path(os.environ["SYNTHSET_CACHE"]) / "classifier"
+    trained = val_quality(model, datamodule, cache)
+    untrained = val_quality(build_model(cfg, datamodule), datamodule, cache)
+    assert trained["gan_test"] >= 0.8 > untrained["gan_test"] + 0.3, (trained, untrained)
+    # Within-class diversity: at least 0.6 of real (per-pixel std), and most of each class is covered.
+    assert trained["pixel_std_ratio"] >= 0.6 and trained["pixel_std_ratio_min"] >= 0.4, trained
+    assert trained["class_coverage"] >= 0.5 > untrained["class_coverage"], (trained, untrained)
 
 
-def moment_gap(samples: torch.Tensor, real: torch.Tensor) -> float:
-    return abs(samples.mean() - real.mean()).item() + abs(samples.std() - real.std()).item()
-
-
-@pytest.mark.parametrize(("model", "steps"), [("dcgan", 600), ("wgan", 1500)])
-def test_conditional_gan_learns_digits_in_the_right_class(train_config, model: str, steps: int) -> None:
-    cfg = train_config(f"model={model}", "model.conditional=true", f"trainer.max_steps={steps}", *LEARN)
+def test_wgan_gp_learns_digits_in_the_right_class(train_config) -> None:
+    cfg = train_config("model=wgan", "model.conditional=true", "model.width=32", "trainer.max_steps=1500", *LEARN)
     result = run_training(cfg)
-    dm = result.datamodule
-    real, _ = real_train_images(dm)
-    labels = torch.arange(500) % 10
-    samples = result.model.sample(500, labels, generator=torch.Generator().manual_seed(0))
-    # An untrained generator of the same architecture is the baseline the trained one must beat.
-    before = build_model(cfg, dm).sample(500, labels, generator=torch.Generator().manual_seed(0))
-    assert moment_gap(samples, real) < 0.5 * moment_gap(before, real)
-    accuracy = nearest_class_mean_accuracy(samples, labels, dm)
-    assert accuracy > 0.5, f"conditioning agreement {accuracy:.2f} is near chance (0.10)"
+    quality = val_quality(result.model, result.datamodule, Path(cfg.paths.cache_dir) / "classifier")
+    assert quality["gan_test"] > 0.5, quality
 
 
 def test_vae_elbo_improves_by_a_margin(train_config) -> None:
-    cfg = train_config("model=vae", "trainer.max_steps=300", *LEARN)
+    cfg = train_config("model=vae", "trainer.max_steps=300", *LEARN, "model.width=32")
     dm = build_datamodule(cfg)
     untrained = build_model(cfg, dm).eval()
     val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
@@ -50,5 +54,5 @@ def test_vae_elbo_improves_by_a_margin(train_config) -> None:
         elbo_before = untrained.losses(val)["elbo"].item()
         result = run_training(cfg)
         elbo_after = result.model.eval().losses(val)["elbo"].item()
-    # 256 Bernoulli pixels: an untrained decoder sits near -256 * ln 2 = -177 nats.
+    # 256 Gaussian pixels with a fitted std: the bound rises by far more than 40 nats as reconstructions sharpen.
     assert elbo_after > elbo_before + 40, (elbo_before, elbo_after)

@@ -1,4 +1,4 @@
-"""SIGKILL a real training process after a checkpoint, resume it, and check the MLflow run."""
+"""SIGKILL a real training process (evaluation on), resume it, and check the MLflow run loses and repeats nothing."""
 
 import os
 import signal
@@ -10,15 +10,18 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, run_cli, tracking_uri_for
+from tests.conftest import FAST_TRAIN, REPO, run_entry, tracking_uri_for
 
 ARGS = [
     "model=vae",
+    "model.conditional=true",
     "model.width=16",
     "trainer.log_every_n_steps=5",
     "trainer.enable_progress_bar=false",
-    "callbacks.model_checkpoint.every_n_train_steps=50",
+    "callbacks.checkpoints.every_n_train_steps=50",
     "callbacks.sample_grid.every_n_steps=1000",
+    # Evaluation on: GAN-test every 20 generator (= optimizer) steps with the reference classifier.
+    "eval.every_n_steps=20", "eval.num_samples=40", "eval.fidelity=false", "eval.monitor=gan_test",
 ]
 
 
@@ -33,25 +36,23 @@ def wait_for_checkpoint(root: Path, proc: subprocess.Popen, timeout: float = 240
     raise AssertionError("no checkpoint appeared")
 
 
-def max_logged_step(client: MlflowClient) -> int:
+def history(client: MlflowClient, key: str) -> list[int]:
     experiment = client.get_experiment_by_name("synthset")
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    history = client.get_metric_history(runs[0].info.run_id, "train/loss") if runs else []
-    return max((m.step for m in history), default=-1)
+    return [m.step for m in client.get_metric_history(runs[0].info.run_id, key)] if runs else []
 
 
-def test_resume_after_sigkill_continues_the_same_run_without_duplicate_steps(tmp_path: Path) -> None:
-    env = {**os.environ, "SYNTHSET_ROOT": str(tmp_path)}
+def test_resume_after_sigkill_with_evaluation_on_loses_and_repeats_nothing(root: Path) -> None:
+    env = {**os.environ, "SYNTHSET_ROOT": str(root)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *ARGS, "trainer.max_steps=100000"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    client = MlflowClient(tracking_uri_for(tmp_path))
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *ARGS, "trainer.max_steps=100000"],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(tracking_uri_for(root))
     try:
-        checkpoint = wait_for_checkpoint(tmp_path, proc)
-        # Kill once steps past the checkpoint are logged, so they get computed twice.
-        while max_logged_step(client) < 60 and proc.poll() is None:
+        checkpoint = wait_for_checkpoint(root, proc)
+        # Kill once training and evaluation steps past the checkpoint are logged, so they are computed twice.
+        while (max(history(client, "train/loss"), default=0) < 70 or max(history(client, "eval/val/gan_test"),
+                                                                          default=0) < 60) and proc.poll() is None:
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -59,20 +60,43 @@ def test_resume_after_sigkill_continues_the_same_run_without_duplicate_steps(tmp
 
     saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     (run,) = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])
-    logged_before = max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-    assert run.info.status == "RUNNING" and logged_before > saved_step
+    train_before, eval_before = history(client, "train/loss"), history(client, "eval/val/gan_test")
+    assert run.info.status == "RUNNING" and max(train_before) > saved_step and max(eval_before) > saved_step
 
-    target = logged_before + 40
-    result = run_cli("train.py", *ARGS, f"trainer.max_steps={target}", "resume=last", cwd=tmp_path)
+    target = max(train_before) + 40
+    result = run_entry("train.py", *ARGS, f"trainer.max_steps={target}", "resume=last", root=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert run.info.run_id in result.stdout
 
     runs = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])
-    assert [r.info.run_id for r in runs] == [run.info.run_id]  # the same run, not a new one
-    assert runs[0].info.status == "FINISHED"
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert len(steps) == len(set(steps)), "a step was logged twice"
-    assert max(steps) >= target - 5
+    assert [r.info.run_id for r in runs] == [run.info.run_id] and runs[0].info.status == "FINISHED"
+    train_steps, eval_steps = history(client, "train/loss"), history(client, "eval/val/gan_test")
+    assert len(train_steps) == len(set(train_steps)) and len(eval_steps) == len(set(eval_steps)), "a step was logged twice"
+    # Every logged training step is there (one per log_every_n_steps=5), also those around the kill.
+    ordered = sorted(train_steps)
+    assert all(b - a <= 5 for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+    assert max(eval_steps) > max(eval_before)  # evaluation went on after the resume
     final = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert final["global_step"] == target  # continued from saved_step, not restarted from 0
-    assert "RNGStateCallback" in str(final["callbacks"].keys())
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(root: Path) -> None:
+    args = [*FAST_TRAIN, "model=vae", "callbacks.checkpoints.every_n_train_steps=4", "trainer.max_steps=8"]
+    assert run_entry("train.py", *args, root=root).returncode == 0
+    (last,) = root.glob("outputs/runs/*/*/checkpoints/last.ckpt")
+    previous = last.with_name("last.ckpt.prev")
+    assert torch.load(previous, weights_only=True)["global_step"] < 8
+    last.write_bytes(last.read_bytes()[:1000])  # cut short, as a failed copy would
+    resumed = run_entry("train.py", *[a for a in args if "max_steps" not in a], "trainer.max_steps=12", "resume=last",
+                        root=root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "cannot be read (damaged or cut short); resuming from the checkpoint it replaced" in resumed.stdout
+    assert torch.load(last, weights_only=True)["global_step"] == 12
+
+
+def test_resume_of_another_model_is_refused_in_one_sentence(root: Path) -> None:
+    assert run_entry("train.py", *FAST_TRAIN, "model=vae", "trainer.max_steps=4", root=root).returncode == 0
+    refused = run_entry("train.py", *FAST_TRAIN, "model=dcgan", "resume=last", root=root)
+    assert refused.returncode == 2
+    assert "resume=... points at a run of model 'vae', but this command trains model=dcgan" in refused.stderr
+    assert "Traceback" not in refused.stderr and "state_dict" not in refused.stderr

@@ -20,14 +20,15 @@ from synthset.generation.distributed import free_port
 from synthset.pipelines.generate import generate
 from synthset.pipelines.train import run_training
 from synthset.tracking.sweep import BEST_RUN_TAG, PARENT_TAG
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_entry
 
-# A job in a few seconds: 6 steps, then one real TF-Inception FID of 20 samples against the 72 validation digits.
+# A job in a few seconds: 6 steps, then one real TF-Inception FID of 20 samples against 40 of the validation digits.
 FAST_JOB = [
     "trainer.max_steps=6", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "model.width=16",
     "trainer.log_every_n_steps=2",
     "callbacks.sample_grid.every_n_steps=100", "eval.every_n_steps=1000", "eval.num_samples=20",
-    "eval.reference_split=val", "metrics.progress=false", "metrics.is_extractor=none", "metrics.precision_recall=false",
+    "eval.reference_samples=40", "eval.domain=false", "metrics.progress=false", "metrics.is_extractor=none",
+    "metrics.precision_recall=false",
 ]
 NO_EVAL = [*FAST_JOB, "eval.every_n_steps=0"]
 
@@ -63,42 +64,44 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_sweep(shared_root: Path) -> Path:
-    checked(run_cli("train.py", "-m", "model=dcgan,wgan,vae", "data=digits", "tracking.experiment=sweep",
-                    *FAST_JOB, cwd=shared_root))
+    done = run_entry("train.py", "-m", "model=dcgan,wgan,vae", "data=digits", "tracking.experiment=sweep", *FAST_JOB,
+                     root=shared_root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return shared_root
 
 
 def test_a_sweep_is_one_parent_run_with_a_child_per_job(model_sweep: Path) -> None:
     parent, children = parent_and_children(store(model_sweep), "sweep")
     assert sorted(c.data.tags["model"] for c in children) == ["dcgan", "vae", "wgan"]
-    fids = {c.info.run_id: c.data.metrics["eval/fid"] for c in children}
+    fids = {c.info.run_id: c.data.metrics["eval/val/fid"] for c in children}
     assert all(value > 0 for value in fids.values())
     assert parent.data.params["model"] == "dcgan,wgan,vae" and parent.data.params["data"] == "digits"
     assert parent.info.run_name.startswith("basic: model=dcgan,wgan,vae")
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/jobs"] == 3
-    assert parent.data.metrics["best/eval/fid"] == min(fids.values())
+    assert parent.data.metrics["best/eval/val/fid"] == min(fids.values())
     assert fids[parent.data.tags[BEST_RUN_TAG]] == min(fids.values())
 
 
 def test_optuna_sweep_minimizes_eval_fid_and_logs_the_best_trial(shared_root: Path) -> None:
-    checked(run_cli("train.py", "-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "model=vae",
-                    "tracking.experiment=optuna", *FAST_JOB, cwd=shared_root))
+    done = run_entry("train.py", "-m", "sweep=optuna", "hydra.sweeper.n_trials=3", "model=vae", "tracking.experiment=optuna",
+                     *FAST_JOB, root=shared_root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     client = store(shared_root)
     parent, trials = parent_and_children(client, "optuna")
     assert len(trials) == 3 and len({t.data.params["model/beta"] for t in trials}) == 3  # the sampler varied beta
     assert parent.data.params["search/model.beta"].startswith("tag(log, interval(")
     results = yaml.safe_load(Path(parent.data.tags["synthset.sweep_dir"], "optimization_results.yaml").read_text())
-    best = min(trials, key=lambda t: t.data.metrics["eval/fid"])
-    assert results["best_value"] == pytest.approx(best.data.metrics["eval/fid"])
+    best = min(trials, key=lambda t: t.data.metrics["eval/val/fid"])
+    assert results["best_value"] == pytest.approx(best.data.metrics["eval/val/fid"])
     assert float(best.data.params["model/beta"]) == pytest.approx(results["best_params"]["model.beta"])
     assert parent.data.tags[BEST_RUN_TAG] == best.info.run_id
     assert "optimization_results.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 def test_optuna_without_evaluation_is_refused_before_any_trial(tmp_path: Path) -> None:
-    done = run_cli("train.py", "-m", "sweep=optuna", "hydra.sweeper.n_trials=2", "model=vae", *NO_EVAL, cwd=tmp_path)
+    done = run_entry("train.py", "-m", "sweep=optuna", "hydra.sweeper.n_trials=2", "model=vae", *NO_EVAL, root=tmp_path)
     assert done.returncode == 2
-    assert "sweep=optuna minimizes the final eval/fid, but eval.every_n_steps=0" in done.stderr
+    assert "sweep=optuna minimizes the final eval/val/fid, but eval.every_n_steps=0" in done.stderr
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
 
 
@@ -150,8 +153,8 @@ def test_ddp_under_torchrun_trains_dcgan_and_vae_with_identical_replicas(tmp_pat
 
 
 def test_multirun_with_subprocess_ddp_is_refused_with_the_way_out(tmp_path: Path) -> None:
-    done = run_cli("train.py", "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                   "model=vae,dcgan", *NO_EVAL, cwd=tmp_path)
+    done = run_entry("train.py", "-m", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                     "model=vae,dcgan", *NO_EVAL, root=tmp_path)
     assert done.returncode == 2
     assert "cannot run inside a Hydra multirun (-m)" in done.stderr and "trainer=ddp_spawn" in done.stderr
     assert not (tmp_path / "outputs" / "mlflow.db").exists()
@@ -159,7 +162,7 @@ def test_multirun_with_subprocess_ddp_is_refused_with_the_way_out(tmp_path: Path
 
 def dataset_files(out: Path) -> dict[str, bytes]:
     """Every file of a dataset except the card, whose provenance names its own generation run."""
-    card = {"README.md", "synthset.json", "grid.png"}
+    card = {"README.md", "synthset.json"}
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name not in card}
 
 
@@ -171,6 +174,7 @@ def generation_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, l
     common = [f"run_id={run_id}", "num_samples=90", "shard_size=20", "format=webdataset", "card.eval_samples=0",
               "progress=false", "num_workers=1"]
     one = generate(compose_config("generate", [*common, f"out={root / 'one'}"], root))
+    assert not (one / ".manifest").exists()
     return root, common, one
 
 
@@ -263,14 +267,14 @@ def test_the_mlflow_ui_shows_the_sweep_in_a_real_browser(mlflow_server: str, mod
         for child in children:
             page.get_by_text(child.info.run_name).first.wait_for(timeout=30_000)
         page.get_by_role("button", name="Columns", exact=True).click()
-        page.get_by_text("eval/fid", exact=True).click()
+        page.get_by_text("eval/val/fid", exact=True).click()
         page.keyboard.press("Escape")
-        page.get_by_role("columnheader", name="eval/fid").first.wait_for(timeout=30_000)
-        cells = page.locator("[role=gridcell][col-id*='eval/fid']")
+        page.get_by_role("columnheader", name="eval/val/fid").first.wait_for(timeout=30_000)
+        cells = page.locator("[role=gridcell][col-id*='eval/val/fid']")
         shown = {cells.nth(i).inner_text() for i in range(cells.count())}
         page.screenshot(path=str(screenshot))
         browser.close()
-    assert {repr(c.data.metrics["eval/fid"]) for c in children} <= shown
+    assert {repr(c.data.metrics["eval/val/fid"]) for c in children} <= shown
     assert screenshot.stat().st_size > 10_000
     if os.environ.get("SYNTHSET_DOCS_SCREENSHOT"):  # how docs/mlflow-sweep.png is made
         shutil.copy(screenshot, os.environ["SYNTHSET_DOCS_SCREENSHOT"])

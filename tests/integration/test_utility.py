@@ -1,7 +1,6 @@
-"""task=utility on digits: every protocol trained and logged, leakage labeled, bad input refused clearly."""
+"""task=utility on digits: every protocol trained and logged, leakage labeled, tested on the real test split."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,21 +9,20 @@ from mlflow.tracking import MlflowClient
 from synthset.config import compose_config
 from synthset.errors import SynthsetError
 from synthset.pipelines.generate import generate
-from synthset.pipelines.train import run_training, train
 from synthset.pipelines.utility import utility
-from tests.conftest import FAST_TRAIN, run_cli, tracking_uri_for
+from tests.conftest import tracking_uri_for
 
-UTILITY = ["utility.steps=200", "progress=false"]
+UTILITY = ["utility.steps=150", "progress=false"]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny conditional DCGAN trained on all digits and 100 images it generated."""
-    root = tmp_path_factory.mktemp("utility")
-    train(compose_config("train", [*FAST_TRAIN, "model=dcgan", "model.conditional=true", "trainer.max_steps=10"], root))
-    out = generate(compose_config("generate", ["run_id=latest", "num_samples=100", "format=npz", "progress=false",
-                                               "card.eval_samples=0", "memorization.enabled=false", f"out={root / 'ds'}"], root))
-    return root, out
+def dataset(session_runs, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """100 images from the session's conditional DCGAN (trained on all of digits)."""
+    out = tmp_path_factory.mktemp("utility") / "ds"
+    generate(compose_config("generate", [f"run_id={session_runs.run_ids['dcgan']}", "num_samples=100", "format=npz",
+                                         "progress=false", "card.eval_samples=0", "memorization.enabled=false",
+                                         f"out={out}"], session_runs.root))
+    return session_runs.root, out
 
 
 def utility_config(root: Path, *overrides: str):
@@ -41,6 +39,7 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
     leaky = {p["name"]: p["leaky"] for p in card["protocols"]}
     assert leaky == {"real": False, "synthetic": False, "real+synthetic": False, "real@0.1": False, "real@0.1+synthetic": True}
     assert next(p for p in card["protocols"] if p["leaky"])["delta"] == "leaky: not a gain"
+    assert card["test_images"] == 360 and card["augment"] == "pad-and-crop 1 px"  # digits: no flips
     readme = (out / "README.md").read_text()
     assert "| real@0.1+synthetic (**leaky**) |" in readme and "Not measured yet" not in readme
 
@@ -56,38 +55,22 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
         assert child.data.tags["synthset.leaky"] == str(protocol == "real@0.1+synthetic").lower()
         assert len([m for m in child.data.metrics if m.startswith("class_accuracy/")]) == 10
         assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["confusion_matrix.png"]
-    assert "dataset_card" in [a.path for a in client.list_artifacts(parent.info.run_id)]
 
     # Rerunning resumes from the per-(protocol, seed) cache: same numbers, no retraining.
     again = utility(utility_config(root, f"dataset={out}", "utility.real_fractions=[0.1]"))
     assert again == accuracy
 
 
-def test_dataset_without_a_card_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    result = run_cli("evaluate.py", "task=utility", f"dataset={tmp_path / 'empty'}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert f"error: dataset={tmp_path / 'empty'} has no synthset.json card" in result.stderr
-
-
 def test_missing_source_data_is_named(dataset, tmp_path: Path) -> None:
+    import shutil
+
     root, out = dataset
-    moved = tmp_path / "moved"
-    shutil.copytree(out, moved)
+    moved = Path(shutil.copytree(out, tmp_path / "moved"))
     card = json.loads((moved / "synthset.json").read_text())
-    card["source"]["data_module"]["source"] = {"_target_": "synthset.data.FolderSource", "path": str(tmp_path / "gone")}
+    card["source"]["data_config"]["source"] = {"kind": "folder", "path": str(tmp_path / "gone")}
     (moved / "synthset.json").write_text(json.dumps(card))
-    with pytest.raises(SynthsetError, match=r"the source data of dataset=.*moved \('digits', \{'path': '.*gone'\}\) cannot be loaded"):
+    with pytest.raises(SynthsetError, match=r"the source data of dataset=.*moved \('digits', .*gone.*\) cannot be loaded"):
         utility(utility_config(root, f"dataset={moved}"))
-
-
-def test_scalar_fractions_and_bad_budgets_are_refused(dataset) -> None:
-    root, out = dataset
-    for override, message in [("utility.real_fractions=0.1", "must be a list such as"),
-                               ("utility.steps=0", "utility.steps=0 must be a positive integer"),
-                               ("utility.batch_size=0", "utility.batch_size=0 must be a positive integer")]:
-        with pytest.raises(SynthsetError, match=message):
-            utility(utility_config(root, f"dataset={out}", override))
 
 
 @pytest.mark.parametrize("fractions", ["[0.0]", "[1.5]", "[-0.1,0.5]"])
@@ -97,26 +80,31 @@ def test_fractions_outside_unit_interval_are_refused(dataset, fractions: str) ->
         utility(utility_config(root, f"dataset={out}", f"utility.real_fractions={fractions}"))
 
 
-def test_unlabeled_dataset_gets_the_class_histogram_instead_of_cas(dataset) -> None:
-    root, _ = dataset
+def test_unlabeled_dataset_gets_the_class_histogram_instead_of_cas(root: Path) -> None:
+    from synthset.pipelines.train import run_training
+    from tests.conftest import FAST_TRAIN
+
     run_id = run_training(compose_config("train", [*FAST_TRAIN, "model=dcgan", "trainer.max_steps=10"], root)).run_id
     out = generate(compose_config("generate", [f"run_id={run_id}", "num_samples=60", "format=imagefolder", "progress=false",
                                                "card.eval_samples=0", "memorization.enabled=false", f"out={root / 'unlabeled'}"], root))
     accuracy = utility(utility_config(root, f"dataset={out}", "utility.real_fractions=[0.1]"))
     assert list(accuracy) == ["real"]  # nothing to train on without labels
     histogram = json.loads((out / "synthset.json").read_text())["utility"]["class_histogram"]
-    assert sum(histogram["counts"].values()) == 60 and 0 <= histogram["normalized_entropy"] <= 1
+    assert sum(histogram["counts"].values()) == 60
+    # An untrained-looking generator piles its samples into few classes: the entropy says so.
+    assert histogram["normalized_entropy"] < 0.9 and histogram["classes_under_1_percent"]
     assert "| class | samples |" in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
-def test_reference_classifier_reaches_90_percent_on_fashion_mnist(tmp_path: Path) -> None:
-    """The `real` protocol at the default budget (2000 steps of 64) on the Debian Fashion-MNIST files."""
+def test_reference_classifier_reaches_92_percent_on_fashion_mnist(tmp_path: Path) -> None:
+    """The `real` protocol with the default recipe (augmentation, plateau on val) on the Debian Fashion-MNIST files."""
     from synthset.data import FashionMNISTSource, ImageDataModule
     from synthset.utility.protocols import Protocol
     from synthset.utility.scoring import ProtocolTrainer, TrainingSet
 
     dm = ImageDataModule(FashionMNISTSource(), "fashion_mnist", image_size=32, val_fraction=0.02)
-    trainer = ProtocolTrainer(*dm.split("test"), num_classes=10, steps=2000, batch_size=64, cache_dir=tmp_path)
+    cfg = compose_config("evaluate", ["task=utility"], tmp_path)
+    trainer = ProtocolTrainer.for_datamodule(dm, cfg.utility.steps, cfg.utility.batch_size, tmp_path)
     result = trainer.run(Protocol(1.0, synthetic=False), TrainingSet(*dm.split("train")), seeds=[0])
-    assert result.mean >= 0.90
+    assert result.mean >= 0.92

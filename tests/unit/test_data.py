@@ -26,7 +26,7 @@ def batch_of(dm: ImageDataModule) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_digits_scaled_to_signed_unit_range_at_image_size() -> None:
-    dm = ImageDataModule(DigitsSource(), "digits", image_size=16, channels=1, batch_size=32)
+    dm = ImageDataModule(DigitsSource(), "digits", image_size=16, channels=1, batch_size=32, val_fraction=0.1)
     dm.setup()
     images, labels = batch_of(dm)
     assert images.shape == (32, 1, 16, 16) and images.dtype == torch.float32
@@ -99,12 +99,25 @@ def test_folder_with_class_subfolders_gives_labels_and_skips_corrupt(tmp_path: P
     dm = ImageDataModule(FolderSource(str(tmp_path / "imgs")), "folder", image_size=16, channels=1, batch_size=2, val_fraction=0)
     images, _ = batch_of(dm)
     assert images.shape == (2, 1, 16, 16)
+    # No test split of its own: one image per class is carved out and never trained on.
+    assert dm.split("test")[1].tolist() == [0, 1] and len(dm.split("train")[0]) == 4
 
 
 def test_flat_folder_is_unlabeled(tmp_path: Path) -> None:
     dm = ImageDataModule(FolderSource(str(make_folder(tmp_path / "flat", labeled=False))), "folder", image_size=16, channels=3, batch_size=2, val_fraction=0)
     dm.setup()
     assert dm.num_classes == 0 and dm.split("train")[1].eq(-1).all()
+    assert len(dm.split("test")[0]) == 1 and len(dm.split("train")[0]) == 5
+
+
+def test_a_datamodule_rebuilds_from_its_own_plain_record(tmp_path: Path) -> None:
+    from synthset.data.datamodule import datamodule_from_record
+
+    dm = ImageDataModule(FolderSource(str(make_folder(tmp_path / "imgs", labeled=True))), "folder", image_size=16,
+                         channels=1, batch_size=2, val_fraction=0.2, seed=3)
+    again = datamodule_from_record(dm.record())
+    assert again.record() == dm.record()
+    assert all(again.fingerprint(s) == dm.fingerprint(s) for s in ("train", "val", "test"))
 
 
 def test_empty_or_all_corrupt_folder_is_refused(tmp_path: Path) -> None:
@@ -119,7 +132,7 @@ def test_empty_or_all_corrupt_folder_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"image_size": 20}, "data.image_size=20"), ({"batch_size": 0}, "data.batch_size=0"), ({"batch_size": -3}, "data.batch_size=-3"),
+    [({"image_size": 0}, "data.image_size=0 must be a positive integer"), ({"batch_size": 0}, "data.batch_size=0"), ({"batch_size": -3}, "data.batch_size=-3"),
      ({"fraction": 0.0}, r"data.fraction=0.0 is outside \(0, 1\]"), ({"fraction": 1.5}, r"data.fraction=1.5 is outside")],
 )
 def test_bad_data_settings_name_the_value(kwargs: dict, message: str) -> None:

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from synthset.callbacks.replica_check import weights_digest
 from synthset.errors import SynthsetError
-from synthset.generation.runner import MANIFEST, Manifest, manifest_part
+from synthset.generation.manifest import MANIFEST, SHARD_RECORDS, Manifest
 from synthset.tracking.sweep import check_sweepable, subprocess_ddp, sweep_params
 
 
@@ -59,10 +59,30 @@ def test_weights_digest_sees_any_changed_weight() -> None:
     assert weights_digest(a) != weights_digest(b)
 
 
-def test_process_parts_merge_into_the_manifest(tmp_path: Path) -> None:
-    Manifest(spec={}, digest="d1", shards={"0": {"count": 2}}).save(tmp_path / MANIFEST)
-    Manifest(spec={}, digest="d1", shards={"1": {"count": 2}}).save(tmp_path / manifest_part(1, 2))
-    Manifest(spec={}, digest="other", shards={"2": {"count": 2}}).save(tmp_path / manifest_part(0, 2))
-    merged = Manifest.load_merged(tmp_path)
-    assert sorted(merged.shards) == ["0", "1"]  # a part of another spec is ignored
-    assert manifest_part(0, 1) == MANIFEST
+def test_shard_records_of_every_process_merge_into_one_manifest(tmp_path: Path) -> None:
+    """Each process records its shards in its own small file; records of another spec are ignored."""
+    mine = Manifest(spec={}, digest="d1")
+    mine.save(tmp_path)
+    mine.record_shard(tmp_path, 0, {"count": 2})
+    Manifest(spec={}, digest="d1").record_shard(tmp_path, 1, {"count": 2})  # another process, same dataset
+    Manifest(spec={}, digest="other").record_shard(tmp_path, 2, {"count": 2})  # a leftover of another spec
+    (tmp_path / SHARD_RECORDS / "shard-00000003.json").write_text('{"digest": "d1", "sh')  # cut short by a kill
+    merged = Manifest.load_with_records(tmp_path)
+    assert sorted(merged.shards) == ["0", "1"]
+    merged.finish(tmp_path)
+    assert not (tmp_path / SHARD_RECORDS).exists() and Manifest.load(tmp_path).complete
+
+
+def test_recording_a_shard_never_rewrites_the_manifest(tmp_path: Path) -> None:
+    manifest = Manifest(spec={}, digest="d1")
+    manifest.save(tmp_path)
+    before = (tmp_path / MANIFEST).stat().st_mtime_ns, (tmp_path / MANIFEST).read_bytes()
+    for shard in range(50):
+        manifest.record_shard(tmp_path, shard, {"count": 1})
+    assert ((tmp_path / MANIFEST).stat().st_mtime_ns, (tmp_path / MANIFEST).read_bytes()) == before
+    assert all(len(p.read_bytes()) < 200 for p in (tmp_path / SHARD_RECORDS).iterdir())  # O(1) per shard
+
+
+def test_a_manifest_someone_else_wrote_is_not_synthsets(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text('{"spec": {}, "digest": "x", "shards": {}}')
+    assert Manifest.load(tmp_path) is None

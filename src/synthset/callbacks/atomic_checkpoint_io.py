@@ -1,17 +1,24 @@
-"""Checkpoint files written under a temporary name and renamed: a kill never leaves half a file."""
+"""Checkpoint files written under a temporary name and renamed, the previous one kept, read as data only."""
 
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from synthset.atomic import atomic_write_with
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose saves are atomic on POSIX file systems (``os.replace``)."""
+    """``TorchCheckpointIO`` with atomic saves that keep the replaced file as ``<name>.prev``.
+
+    A kill never leaves half a checkpoint, and a checkpoint damaged later (a truncated copy) still
+    has its predecessor to fall back to. Loads use ``torch.load(weights_only=True)``: tensors and
+    plain containers only, nothing that runs code.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        final = Path(path)
-        temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        super().save_checkpoint(checkpoint, temporary, storage_options)
-        os.replace(temporary, final)
+        save = super().save_checkpoint
+        atomic_write_with(Path(path), lambda temporary: save(checkpoint, temporary, storage_options), keep_previous=True)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)

@@ -1,34 +1,35 @@
-"""Save a final ``last.ckpt`` and copy ``last``/``best`` into the run's MLflow artifacts."""
+"""The one writer of ``last.ckpt``: Lightning's ModelCheckpoint, also saving at the end, then copied to MLflow."""
 
 from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from synthset.tracking.runs import CHECKPOINT_ARTIFACT_DIR
+from synthset.models.checkpoint_format import CHECKPOINT_ARTIFACT_DIR
 
 
-class LogCheckpointsToMLflow(pl.Callback):
-    """Artifacts make checkpoints reachable from any machine that sees the store (evaluate, generate).
+class RunCheckpoints(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` and at the end of training, and nothing else writes it.
 
-    ModelCheckpoint saves every N steps only, so the final step is saved here as ``last.ckpt``.
+    ``best.ckpt`` is kept beside it by the evaluation callback. At the end both are logged as MLflow
+    artifacts, so any machine that sees the store can evaluate or generate from the run.
     """
 
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("save_top_k", 0)
+        # One writer, one name: never last-v1.ckpt beside last.ckpt.
+        kwargs["enable_version_counter"] = False
+        super().__init__(**kwargs)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        paths: set[Path] = set()
-        for callback in trainer.checkpoint_callbacks:
-            if not isinstance(callback, ModelCheckpoint) or callback.dirpath is None:
-                continue
-            if callback.save_last:
-                last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-                # Every rank takes part in saving (a collective under DDP); rank 0 writes.
-                trainer.save_checkpoint(last)
-                paths.add(last)
-            # best.ckpt is kept by the evaluation callback, next to last.ckpt.
-            paths.add(Path(callback.dirpath) / "best.ckpt")
-        if not trainer.is_global_zero:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if not trainer.is_global_zero or self.dirpath is None:
             return
+        folder = Path(self.dirpath)
+        files = [folder / name for name in ("last.ckpt", "best.ckpt") if (folder / name).is_file()]
         for logger in trainer.loggers:
             if hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact"):
-                for path in sorted(p for p in paths if p.is_file()):
+                for path in files:
                     logger.experiment.log_artifact(logger.run_id, str(path), CHECKPOINT_ARTIFACT_DIR)

@@ -2,17 +2,23 @@
 
 import hashlib
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from synthset.data.sources import ImageSource, RawImages
+from synthset.data.sources import ImageSource, RawImages, build_source
 from synthset.errors import require
-from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
+from synthset.plaindata import check_arguments, require_plain
 
 log = logging.getLogger(__name__)
+
+# A source without a test split gets one carved with this seed, whatever data.seed is: every run of
+# the same folder is then scored against the same held-out images.
+TEST_SPLIT_SEED = 0
 
 
 def resize_uint8(images: torch.Tensor, image_size: int, channels: int) -> torch.Tensor:
@@ -78,8 +84,11 @@ class IndexedImages(Dataset):
 class ImageDataModule(pl.LightningDataModule):
     """Real images at ``image_size`` x ``image_size`` with ``channels`` channels, scaled to [-1, 1].
 
-    Splits: ``train``/``val`` come from the source's train split by a seeded permutation;
-    ``test`` is the source's real test split (what metrics score against).
+    Splits, none of which shares an image with another:
+    - ``test``: the source's own test split, or, for sources without one (folders), a class-stratified
+      ``test_fraction`` carved once with a fixed seed. Used only to report.
+    - ``val``: ``val_fraction`` of the rest, by a permutation seeded with ``seed`` (``data.seed``). Used to select.
+    - ``train``: the remainder, or a seeded class-stratified ``fraction`` of it (the low-data setting).
     Unlabeled sources get label -1 and ``num_classes == 0``.
     """
 
@@ -91,18 +100,18 @@ class ImageDataModule(pl.LightningDataModule):
         channels: int = 1,
         batch_size: int = 64,
         val_fraction: float = 0.05,
+        test_fraction: float = 0.1,
         fraction: float = 1.0,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        require(
-            image_size in SUPPORTED_IMAGE_SIZES,
-            f"data.image_size={image_size} is not supported; expected one of {SUPPORTED_IMAGE_SIZES}.",
-        )
+        require(isinstance(image_size, int) and image_size > 0,
+                f"data.image_size={image_size} must be a positive integer such as 32.")
         require(channels in (1, 3), f"data.channels={channels} is not supported; expected 1 (gray) or 3 (RGB).")
         require(batch_size > 0, f"data.batch_size={batch_size} must be a positive integer such as 64.")
         require(0 <= val_fraction < 1, f"data.val_fraction={val_fraction} must be in [0, 1).")
+        require(0 < test_fraction < 1, f"data.test_fraction={test_fraction} must be in (0, 1), e.g. 0.1.")
         require(0 < fraction <= 1, f"data.fraction={fraction} is outside (0, 1]; pass the share of the real training "
                 "split to train on, e.g. data.fraction=0.1.")
         self.source = source
@@ -111,11 +120,30 @@ class ImageDataModule(pl.LightningDataModule):
         self.channels = channels
         self.batch_size = batch_size
         self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.fraction = fraction
         self.seed = seed
         self.num_workers = num_workers
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.class_names: list[str] = []
+
+    def record(self) -> dict[str, Any]:
+        """The plain description that rebuilds this data module (``datamodule_from_record``)."""
+        return {"name": self.name, "source": self.source.spec(), "image_size": self.image_size, "channels": self.channels,
+                "batch_size": self.batch_size, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "fraction": self.fraction, "seed": self.seed, "num_workers": self.num_workers}
+
+    def split_summary(self) -> dict[str, Any]:
+        """Sizes, fingerprints and origin of every split: recorded in the run and in dataset cards."""
+        summary: dict[str, Any] = {
+            "test_origin": "the source's own test split" if self.source.has_test_split else
+            f"carved: class-stratified {self.test_fraction:g} of the images, seed {TEST_SPLIT_SEED}",
+            "val_origin": f"{self.val_fraction:g} of the rest, data.seed {self.seed}",
+            "train_fraction": self.fraction,
+        }
+        for split in ("train", "val", "test"):
+            summary[split] = {"images": len(self.split(split)[0]), "fingerprint": self.fingerprint(split)}
+        return summary
 
     @property
     def num_classes(self) -> int:
@@ -132,6 +160,14 @@ class ImageDataModule(pl.LightningDataModule):
         raw = self.source.load("train")
         self.class_names = list(raw.class_names) if raw.labels is not None else []
         images, labels = self.prepare(raw)
+        if self.source.has_test_split:
+            self.splits["test"] = self.prepare(self.source.load("test"))
+        else:
+            held_out = stratified_subset(labels, self.test_fraction, TEST_SPLIT_SEED)
+            rest = torch.ones(len(labels), dtype=torch.bool)
+            rest[held_out] = False
+            self.splits["test"] = (images[held_out], labels[held_out])
+            images, labels = images[rest], labels[rest]
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
         n_val = int(round(len(images) * self.val_fraction))
         self.splits["val"] = (images[order[:n_val]], labels[order[:n_val]])
@@ -144,18 +180,13 @@ class ImageDataModule(pl.LightningDataModule):
             f"data.batch_size={self.batch_size} is larger than the {len(self.splits['train'][0])} "
             "training images; lower data.batch_size.",
         )
-        log.info("data=%s: %d train (fraction %g) / %d val images at %dpx", self.name, len(keep), self.fraction, n_val,
-                 self.image_size)
+        log.info("data=%s: %d train (fraction %g) / %d val / %d test images at %dpx", self.name, len(keep), self.fraction,
+                 n_val, len(self.splits["test"][0]), self.image_size)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images and labels of ``train``, ``val`` or ``test`` (the source's real test split)."""
+        """uint8 images and labels of ``train``, ``val`` or ``test``."""
+        require(name in ("train", "val", "test"), f"split {name!r} is unknown; expected train, val or test.")
         self.setup()
-        if name == "test" and "test" not in self.splits:
-            if self.source.has_test_split:
-                self.splits["test"] = self.prepare(self.source.load("test"))
-            else:
-                log.warning("data=%s has no test split; scoring against the training images", self.name)
-                self.splits["test"] = self.splits["train"]
         return self.splits[name]
 
     def fingerprint(self, split: str) -> str:
@@ -191,3 +222,24 @@ class ImageDataModule(pl.LightningDataModule):
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255], rounded (the inverse of ``to_signed_unit``)."""
     return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+# Keys of a data config that are the data module's arguments; the rest (``path``, ``root``, ...) are
+# conveniences already folded into ``source``.
+DATAMODULE_KEYS = ("name", "image_size", "channels", "batch_size", "val_fraction", "test_fraction", "fraction", "seed",
+                   "num_workers")
+
+
+def datamodule_from_record(record: Mapping[str, Any], what: str = "the data config") -> ImageDataModule:
+    """The data module a plain record describes (a composed ``data`` config, or one read from an artifact).
+
+    The source is resolved through synthset's registry and every argument is type-checked: nothing named
+    in the record is imported or called.
+    """
+    require(isinstance(record, Mapping), f"{what} has no data description; expected a mapping with data.source.")
+    require_plain(dict(record), what)
+    require("source" in record, f"{what} has no data.source (kind + arguments); it predates this synthset version, so "
+            "retrain or regenerate with this version.")
+    kwargs = {key: record[key] for key in DATAMODULE_KEYS if key in record}
+    check_arguments(ImageDataModule, kwargs, "data.", what)
+    return ImageDataModule(build_source(record["source"], f"{what} (data.source)"), **kwargs)

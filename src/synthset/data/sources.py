@@ -1,19 +1,26 @@
 """Where real images come from. Every source returns uint8 (N, C, H, W) images at native size.
 
-Sources never touch the network unless the user asked (``download=True``).
+Sources never touch the network unless the user asked (``download=True``). A source is described
+declaratively, as a registered ``kind`` plus plain keyword arguments (``{"kind": "folder", "path":
+...}``): that is how configs, checkpoints and dataset cards name it, and ``build_source`` is the only
+way such a description becomes an object.
 """
 
 import gzip
 import logging
-import struct
+import shutil
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from synthset.errors import SynthsetError, require
+from synthset.plaindata import check_arguments, require_plain
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +39,25 @@ class RawImages:
 
 
 class ImageSource:
-    """Interface: ``load(split)`` for split in ``SPLITS``; ``has_test_split`` says if 'test' is real."""
+    """Interface: ``load(split)`` for split in ``SPLITS``; ``has_test_split`` says if the source has its own test split.
 
+    ``kind`` is the registered name; ``spec()`` gives the declarative description that rebuilds it.
+    """
+
+    kind = "source"
     name = "source"
     has_test_split = True
+    mirror_symmetric = False  # may a classifier learn from horizontally flipped images (clothes yes, digits no)?
 
     def load(self, split: str) -> RawImages:
         raise NotImplementedError
+
+    def arguments(self) -> dict[str, Any]:
+        """The plain keyword arguments that rebuild this source (see ``build_source``)."""
+        return {}
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.arguments()}
 
 
 class DigitsSource(ImageSource):
@@ -48,7 +67,7 @@ class DigitsSource(ImageSource):
     independent of the training seed, so every run scores against the same images.
     """
 
-    name = "digits"
+    kind = name = "digits"
     test_fraction = 0.2
 
     def load(self, split: str) -> RawImages:
@@ -69,26 +88,33 @@ class DigitsSource(ImageSource):
         )
 
 
-def read_idx_gz(path: Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not), as used by MNIST and Fashion-MNIST."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        _zero, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
-        require(dtype_code == 0x08, f"{path} is not an unsigned-byte IDX file.")
-        shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+def read_idx(path: Path) -> torch.Tensor:
+    """An MNIST-format IDX file (gzipped or not) through torchvision's own reader."""
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    if path.suffix != ".gz":
+        return read_sn3_pascalvincent_tensor(str(path), strict=False)
+    with tempfile.TemporaryDirectory() as folder:  # torchvision reads plain files only
+        plain = Path(folder) / path.stem
+        with gzip.open(path, "rb") as packed, open(plain, "wb") as unpacked:
+            shutil.copyfileobj(packed, unpacked)
+        return read_sn3_pascalvincent_tensor(str(plain), strict=False)
 
 
 class FashionMNISTSource(ImageSource):
     """Fashion-MNIST from the Debian package's idx files when present, else torchvision's root."""
 
-    name = "fashion_mnist"
+    kind = name = "fashion_mnist"
+    mirror_symmetric = True
     classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     prefixes = {"train": "train", "test": "t10k"}
 
     def __init__(self, root: str | None = None, download: bool = False) -> None:
         self.root = root
         self.download = download
+
+    def arguments(self) -> dict[str, Any]:
+        return {"root": self.root, "download": self.download}
 
     def idx_dir(self) -> Path | None:
         candidates = [Path(self.root) / "FashionMNIST" / "raw", Path(self.root)] if self.root else []
@@ -103,18 +129,15 @@ class FashionMNISTSource(ImageSource):
         if folder is None:
             return TorchvisionSource("fashion_mnist", self.root, self.download).load(split)
         prefix = self.prefixes[split]
-        images = read_idx_gz(next(folder.glob(f"{prefix}-images-idx3-ubyte*")))
-        labels = read_idx_gz(next(folder.glob(f"{prefix}-labels-idx1-ubyte*")))
-        return RawImages(
-            torch.from_numpy(images.copy())[:, None],
-            torch.from_numpy(labels.astype(np.int64)),
-            list(self.classes),
-        )
+        images = read_idx(next(folder.glob(f"{prefix}-images-idx3-ubyte*")))
+        labels = read_idx(next(folder.glob(f"{prefix}-labels-idx1-ubyte*")))
+        return RawImages(images[:, None].contiguous(), labels.long(), list(self.classes))
 
 
 class TorchvisionSource(ImageSource):
     """MNIST / Fashion-MNIST / CIFAR-10 through torchvision; downloads only when ``download=True``."""
 
+    kind = "torchvision"
     datasets = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
     def __init__(self, name: str, root: str | None = None, download: bool = False) -> None:
@@ -122,6 +145,10 @@ class TorchvisionSource(ImageSource):
         self.name = name
         self.root = root
         self.download = download
+        self.mirror_symmetric = name in ("fashion_mnist", "cifar10")
+
+    def arguments(self) -> dict[str, Any]:
+        return {"name": self.name, "root": self.root, "download": self.download}
 
     def load(self, split: str) -> RawImages:
         import torchvision
@@ -148,16 +175,19 @@ class FolderSource(ImageSource):
     """Any image folder: class subfolders give labels; a flat folder is unlabeled.
 
     Files are decoded as RGB (palettes, alpha and gray all normalize) and the data module
-    converts to ``data.channels``. Unreadable files are skipped and counted. A folder has no
-    test split, so metrics score against its training images.
+    converts to ``data.channels``. Unreadable files are skipped and counted. A folder has no test
+    split of its own: the data module carves a seeded, class-stratified one (``data.test_fraction``).
     """
 
-    name = "folder"
+    kind = name = "folder"
     has_test_split = False
 
     def __init__(self, path: str | None) -> None:
         require(path is not None, "data=folder needs data.path=/path/to/images (a folder of images or of class subfolders).")
         self.path = Path(path).expanduser()
+
+    def arguments(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
 
     def load(self, split: str) -> RawImages:
         require(self.path.is_dir(), f"data.path={self.path} is not a folder; point it at a folder of images.")
@@ -196,3 +226,21 @@ class FolderSource(ImageSource):
             torch.tensor(labels, dtype=torch.long) if labeled else None,
             [d.name for d in subdirs],
         )
+
+
+# The only classes a data description can name: ``kind`` is looked up here, never imported.
+SOURCE_REGISTRY: dict[str, type[ImageSource]] = {
+    cls.kind: cls for cls in (DigitsSource, FashionMNISTSource, TorchvisionSource, FolderSource)
+}
+
+
+def build_source(spec: Mapping[str, Any], what: str = "data.source") -> ImageSource:
+    """The source a declarative ``{"kind": ..., **kwargs}`` describes, checked against the registry."""
+    require_plain(dict(spec) if isinstance(spec, Mapping) else spec, what)
+    require(isinstance(spec, Mapping) and spec.get("kind") in SOURCE_REGISTRY,
+            f"{what} names source kind {str(spec.get('kind') if isinstance(spec, Mapping) else spec)[:60]!r}, "
+            f"which synthset does not know; expected one of {', '.join(SOURCE_REGISTRY)}.")
+    cls = SOURCE_REGISTRY[spec["kind"]]
+    kwargs = {k: v for k, v in spec.items() if k != "kind"}
+    check_arguments(cls, kwargs, "data.source.", what)
+    return cls(**kwargs)

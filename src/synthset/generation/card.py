@@ -1,20 +1,32 @@
-"""The dataset card: README.md in the Hugging Face card format plus machine-readable synthset.json."""
+"""The dataset card: README.md in the Hugging Face card format plus machine-readable synthset.json.
+
+Its quality section leads with the measures that fit small labeled domains (GAN-test, within-class
+diversity) and gives every Inception-space number with its protocol and small-sample flag.
+"""
 
 import json
+import math
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from synthset.generation.writers import atomic_write_bytes
+from synthset.atomic import atomic_write_text
+from synthset.metrics.protocol import fid_cell, protocol_text
 
 PACKAGES = ("synthset", "torch", "torchvision", "pytorch-lightning", "torch-fidelity", "mlflow", "hydra-core", "datasets", "webdataset")
 LOADING = {
-    "imagefolder": "from torchvision.datasets import ImageFolder\nds = ImageFolder('{out}')",
+    "imagefolder": "from torchvision.datasets import ImageFolder\nds = ImageFolder('{out}')  # folder '<id>-<name>': targets are the source ids",
+    "imagefolder-flat": "import glob\nfrom PIL import Image\nimages = [Image.open(f) for f in sorted(glob.glob('{out}/[0-9]*.png'))]",
     "hf": "import datasets\nds = datasets.load_from_disk('{out}/data')",
-    "webdataset": "import webdataset as wds\nds = wds.WebDataset('{out}/shard-{{000000..{last:06d}}}.tar').decode('pil').to_tuple('png', 'cls')",
+    "webdataset": "import webdataset as wds\nds = wds.WebDataset('{out}/shard-{{000000..{last:06d}}}.tar', shardshuffle=False).decode('pil').to_tuple({keys})",
     "npz": "import numpy as np, glob\nshards = [np.load(f) for f in sorted(glob.glob('{out}/shard-*.npz'))]",
 }
+DOMAIN_ROWS = (("gan_test", "GAN-test accuracy (real-data classifier agrees with the label)"),
+               ("pixel_std_ratio", "within-class diversity: generated / real pixel std (mean over classes)"),
+               ("pixel_std_ratio_min", "within-class diversity of the least varied class"),
+               ("class_recall", "per-class recall in the classifier's feature space"),
+               ("class_coverage", "per-class coverage in the classifier's feature space"))
 
 
 def package_versions() -> dict[str, str]:
@@ -34,13 +46,115 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
+def loading_snippet(info: dict[str, Any]) -> str:
+    spec = info["spec"]
+    key = "imagefolder-flat" if spec["format"] == "imagefolder" and not info["class_names"] else spec["format"]
+    last = max(spec["num_samples"] - 1, 0) // spec["shard_size"]
+    keys = "'png', 'cls'" if info["class_names"] else "'png'"
+    return LOADING[key].format(out=info["out"], last=last, keys=keys)
+
+
+def header_lines(info: dict[str, Any]) -> list[str]:
+    spec, source = info["spec"], info["source"]
+    labeled = bool(info["class_names"])
+    return [
+        "---", "license: other",
+        f"license_details: Synthetic images from a model trained on '{source['data']}'; the source data's license applies.",
+        "task_categories:", f"- {'image-classification' if labeled else 'unconditional-image-generation'}",
+        "size_categories:", f"- {size_category(spec['num_samples'])}",
+        "tags:", "- synthetic", "- synthset", f"- {source['model']}", f"- {source['data']}",
+        f"pretty_name: synthset {source['model']} on {source['data']} ({spec['num_samples']} images)", "---",
+    ]
+
+
+def provenance_lines(info: dict[str, Any]) -> list[str]:
+    spec, source = info["spec"], info["source"]
+    splits = source.get("splits") or {}
+    origin = (f"MLflow run `{source['run_id']}` ({source.get('run_name', '')})" if source.get("run_id")
+              else "a checkpoint file with no MLflow run")
+    lines = [
+        "## Provenance", "",
+        f"- source: {origin}; "
+        f"checkpoint `{source['checkpoint']}` (sha256 `{spec['checkpoint_sha256'][:16]}…`); generation run: `{info.get('generation_run_id')}`",
+        f"- model: `{source['model']}`, conditional: {bool(info['class_names'])}, trained on `{source['data']}` "
+        f"(fraction {source['data_config'].get('fraction', 1.0)} of its training split, data seed {source['data_config'].get('seed', 'n/a')})",
+        f"- labels: `{spec['labels']}`; per class: {info['class_counts']}",
+    ]
+    if splits:
+        lines.append(f"- splits of the source data: train {splits['train']['images']}, val {splits['val']['images']} "
+                     f"(selection), test {splits['test']['images']} (reporting only; {splits['test_origin']})")
+    if info.get("curated"):
+        cur = info["curated"]
+        lines.append(f"- curated by {cur['raters']} raters from `{cur['from']}`: {cur['removed']} images removed, "
+                     f"{cur['kept']} kept (an image is removed when {cur['rule']})")
+    lines.append(f"- created: {info['created']}; packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()))
+    return lines
+
+
+def source_evaluation_lines(info: dict[str, Any]) -> list[str]:
+    evaluation = info.get("source_evaluation")
+    if not evaluation:
+        return ["The checkpoint carries no evaluation of its own weights (trained with evaluation off)."]
+    metrics = evaluation["metrics"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k and not math.isnan(v))
+    return [f"The checkpoint's own evaluation, used to select it ({protocol_text(evaluation['protocol'])}): {shown}."]
+
+
 def quality_table(quality: dict[str, Any]) -> list[str]:
-    """Metrics of the written images; with filters on, the unfiltered draw's metrics beside them."""
-    before = quality.get("metrics_before_filtering")
-    if before is None:
-        return ["| metric | value |", "|---|---|", *[f"| {k} | {v:.4f} |" for k, v in quality.get("metrics", {}).items()]]
-    return ["| metric | after filtering | before filtering |", "|---|---|---|",
-            *[f"| {k} | {v:.4f} | {before[k]:.4f} |" for k, v in quality["metrics"].items()]]
+    """Domain measures first, then Inception-space metrics with their protocol; filtered draws beside unfiltered."""
+    metrics, before = quality.get("metrics", {}), quality.get("metrics_before_filtering")
+    protocol = quality["protocol"]
+    columns = ["measure", "value"] + (["before filtering"] if before is not None else [])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+    def row(label: str, key: str, cell=lambda m, k: f"{m[k]:.4f}") -> None:
+        if key in metrics:
+            extra = [cell(before, key) if key in before else "n/a"] if before is not None else []
+            lines.append("| " + " | ".join([label, cell(metrics, key), *extra]) + " |")
+
+    for key, label in DOMAIN_ROWS:
+        row(label, key)
+    row("FID (TF-Inception pool3)", "fid", lambda m, k: fid_cell(m, protocol, k))
+    for key in ("kid_mean", "precision", "recall", "fd_effnet_lite0", "is_effnet_lite0", "is"):
+        row(key, key)
+    return lines
+
+
+def quality_lines(info: dict[str, Any]) -> list[str]:
+    q = info["quality"]
+    if not q:
+        return ["Not measured (`card.eval_samples=0`)."]
+    return [f"This dataset against real **test** images, which no model in the chain trained on or was selected on "
+            f"({protocol_text(q['protocol'])}):", "", *quality_table(q)]
+
+
+def memorization_lines(info: dict[str, Any]) -> list[str]:
+    mem, spec = info["memorization"], info["spec"]
+    if not mem:
+        return ["Not checked (`memorization.enabled=false`)."]
+    return [
+        f"Nearest-neighbour distance to the {mem['train_images']} training images in `{mem['extractor']}` feature space; "
+        f"threshold {mem['threshold']:.4f} = the {mem['percentile']}th percentile of real-val-to-train distances.",
+        f"Flagged before filtering: {mem['flagged']} of {spec['num_samples']} ({mem['flagged_fraction']:.2%}); "
+        f"replaced: {mem['replaced']} (`filter.drop_memorized={spec['drop_memorized']}`).",
+        "", "Closest generated/training pairs (left: generated, right: nearest training image):", "",
+        "![closest pairs](closest_pairs.png)",
+    ]
+
+
+def filter_lines(info: dict[str, Any]) -> list[str]:
+    lines = []
+    if info.get("label_agreement"):
+        la = info["label_agreement"]
+        lines += ["", "## Label agreement", "",
+                  f"Kept only images the reference classifier (trained on the real training split) assigns to their label with "
+                  f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
+    if info.get("top_k"):
+        tk = info["top_k"]
+        lines += ["", "## Confidence filter", "",
+                  f"Per shard and class, the {tk['keep']:.0%} of drawn images the reference classifier is most confident "
+                  f"about were kept (dynamic sample filtering, GaFi); {tk['drawn']} images were drawn for {tk['kept']}."]
+    return lines
 
 
 def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
@@ -71,68 +185,24 @@ def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
 
 def card_markdown(info: dict[str, Any]) -> str:
     spec, source = info["spec"], info["source"]
-    labeled = bool(info["class_names"])
-    header = [
-        "---",
-        "license: other",
-        f"license_details: Synthetic images from a model trained on '{source['data']}'; the source data's license applies.",
-        "task_categories:",
-        f"- {'image-classification' if labeled else 'unconditional-image-generation'}",
-        "size_categories:",
-        f"- {size_category(spec['num_samples'])}",
-        "tags:",
-        "- synthetic",
-        "- synthset",
-        f"- {source['model']}",
-        f"- {source['data']}",
-        f"pretty_name: synthset {source['model']} on {source['data']} ({spec['num_samples']} images)",
-        "---",
-    ]
-    q = info["quality"]
-    mem = info["memorization"]
     lines = [
         f"# Synthetic {source['data']} from {source['model']}", "",
-        f"{spec['num_samples']} images generated by synthset from MLflow run `{spec['source_run_id']}` "
-        f"(checkpoint `{source['checkpoint']}`, sha256 `{spec['checkpoint_sha256'][:16]}…`), seed {spec['seed']}, format `{spec['format']}`.",
-        "", "![samples](grid.png)", "",
-        "## Provenance", "",
-        f"- source run: `{spec['source_run_id']}` ({source.get('run_name', '')}); generation run: `{info.get('generation_run_id')}`",
-        f"- model: `{source['model']}`, conditional: {labeled}, trained on `{source['data']}` "
-        f"(fraction {source['data_config'].get('fraction', 1.0)} of its training split, data seed {source.get('data_seed', 'n/a')})",
-        f"- labels: `{spec['labels']}`; per class: {info['class_counts']}",
-        f"- created: {info['created']}; packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
-        "", "## Quality", "",
-        f"Source model's own metrics: {info['source_metrics'] or 'none logged'}.", "",
-        f"This dataset against the real `{q.get('reference_split', 'test')}` split ({q.get('num_samples', 0)} generated images):", "",
-        *quality_table(q),
-        "", "## Memorization", "",
+        f"{spec['num_samples']} images generated by synthset from `{source.get('run_name') or source['checkpoint']}`, "
+        f"seed {spec['seed']}, format `{spec['format']}`.",
+        "", "![samples](grid.png)", "", *provenance_lines(info),
+        "", "## Quality", "", *source_evaluation_lines(info), "", *quality_lines(info),
+        "", "## Memorization", "", *memorization_lines(info), *filter_lines(info),
+        "", "## Utility", "", *utility_lines(info.get("utility"), source["data"]),
     ]
-    if mem:
-        lines += [
-            f"Nearest-neighbour distance to the {mem['train_images']} training images in `{mem['extractor']}` feature space; "
-            f"threshold {mem['threshold']:.4f} = the {mem['percentile']}th percentile of real-test-to-train distances.",
-            f"Flagged before filtering: {mem['flagged']} of {spec['num_samples']} ({mem['flagged_fraction']:.2%}); "
-            f"replaced: {mem['replaced']} (`filter.drop_memorized={spec['drop_memorized']}`).",
-            "", "Closest generated/training pairs (left: generated, right: nearest training image):", "",
-            "![closest pairs](closest_pairs.png)",
-        ]
-    else:
-        lines.append("Not checked (`memorization.enabled=false`).")
-    if info.get("label_agreement"):
-        la = info["label_agreement"]
-        lines += ["", "## Label agreement", "",
-                  f"Kept only images the reference classifier (trained on the real data) assigns to their label with "
-                  f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
-    last = max(spec["num_samples"] - 1, 0) // spec["shard_size"]
-    lines += ["", "## Utility", "", *utility_lines(info.get("utility"), source["data"])]
-    lines += [
-        "", "## How to load", "", "```python", LOADING[spec["format"]].format(out=info["out"], last=last), "```", "",
-    ]
-    return "\n".join(header) + "\n\n" + "\n".join(lines)
+    if info.get("human_evaluation_markdown"):
+        lines += ["", "## Human evaluation", "", *info["human_evaluation_markdown"]]
+    lines += ["", "## How to load", "", "```python", loading_snippet(info), "```",
+              "", "`classes.json` maps every label id to its class name (ids are the source data's own).", ""]
+    return "\n".join(header_lines(info)) + "\n\n" + "\n".join(lines)
 
 
 def write_card(out: Path, info: dict[str, Any]) -> None:
     info = {**info, "created": info.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
             "packages": package_versions(), "out": str(out)}
-    atomic_write_bytes(out / "synthset.json", json.dumps(info, indent=1, sort_keys=True, default=str).encode())
-    atomic_write_bytes(out / "README.md", card_markdown(info).encode())
+    atomic_write_text(out / "synthset.json", json.dumps(info, indent=1, sort_keys=True, default=str))
+    atomic_write_text(out / "README.md", card_markdown(info))

@@ -1,7 +1,8 @@
 """Memorization check: nearest-neighbour distance from generated images to the real training set.
 
-The threshold is calibrated on real data: a low percentile of the distances from real *test*
-images to their nearest *training* image (how close an honest new image can be).
+The threshold is calibrated on real data: a low percentile of the distances from real *val*
+images to their nearest *training* image (how close an honest new image can be). The test split
+is never used: it only reports.
 """
 
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from synthset.atomic import atomic_write_with
 from synthset.data.datamodule import ImageDataModule
 from synthset.errors import require
 from synthset.metrics.extractors import EXTRACTORS
@@ -59,18 +61,18 @@ class MemorizationCheck:
         if extractor_name != PIXELS:
             extractor_class = EXTRACTORS[extractor_name]
             extractor = extractor_class(extractor_name, [extractor_class.get_provided_features_list()[0]]).eval()
-        train, test = datamodule.split("train")[0], datamodule.split("test")[0]
+        train, val = datamodule.split("train")[0], datamodule.split("val")[0]
+        require(len(val) >= 2, f"the memorization threshold is calibrated on the val split, but data={datamodule.name} "
+                f"has {len(val)} val images; train with data.val_fraction > 0, or set memorization.enabled=false.")
         features = {}
-        for split, images in (("train", train), ("test", test)):
+        for split, images in (("train", train), ("val", val)):
             path = Path(cache_dir) / f"{datamodule.name}-{split}-{datamodule.fingerprint(split)}-{extractor_name}.pt"
             if path.is_file():
                 features[split] = torch.load(path, weights_only=True)
             else:
                 features[split] = extract_features(extractor, images)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(features[split], path.with_suffix(".tmp"))
-                path.with_suffix(".tmp").replace(path)
-        honest, _ = nearest(features["test"], features["train"])
+                atomic_write_with(path, lambda temporary, f=features[split]: torch.save(f, temporary))
+        honest, _ = nearest(features["val"], features["train"])
         threshold = float(torch.quantile(honest, percentile / 100.0))
         return cls(extractor_name, percentile, threshold, train, features["train"], extractor)
 

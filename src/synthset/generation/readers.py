@@ -9,17 +9,30 @@ import numpy as np
 import torch
 from PIL import Image
 
-from synthset.errors import require
+from synthset.errors import SynthsetError, require
+from synthset.generation.writers import class_folder_names
+from synthset.plaindata import require_plain
 
 CARD = "synthset.json"
 
 
 def load_card(out: Path) -> dict[str, Any]:
-    """The machine-readable card ``generate.py`` wrote next to the data."""
+    """The machine-readable card ``generate.py`` wrote next to the data, checked to be plain data.
+
+    A card may come from anyone (a dataset downloaded from a hub): nothing in it is ever imported or
+    called, and a card carrying a Hydra ``_target_`` key anywhere is refused outright.
+    """
     path = Path(out) / CARD
     require(path.is_file(), f"dataset={out} has no {CARD} card; expected a folder written by generate.py "
             "(pass dataset=outputs/datasets/<name>).")
-    return json.loads(path.read_text())
+    try:
+        card = json.loads(path.read_text())
+    except ValueError:
+        raise SynthsetError(f"dataset={out}: {CARD} is not valid JSON; regenerate the dataset with generate.py.") from None
+    require_plain(card, f"the card {path}")
+    require(isinstance(card, dict) and {"spec", "source", "class_names"} <= set(card),
+            f"the card {path} lacks spec/source/class_names; it was not written by generate.py.")
+    return card
 
 
 def decode_png(data: bytes, channels: int) -> np.ndarray:
@@ -37,7 +50,7 @@ def read_npz_shards(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_imagefolder(out: Path, class_names: list[str], channels: int) -> tuple[np.ndarray, np.ndarray]:
-    folders = [(out / name, k) for k, name in enumerate(class_names)] if class_names else [(out, -1)]
+    folders = [(out / name, k) for k, name in enumerate(class_folder_names(class_names))] if class_names else [(out, -1)]
     # Only ``<index>.png`` files: a flat (unlabeled) folder also holds the card's grid.png and closest_pairs.png.
     entries = sorted((int(f.stem), f, k) for folder, k in folders for f in folder.glob("*.png") if f.stem.isdigit())
     return (np.stack([decode_png(f.read_bytes(), channels) for _, f, _ in entries]),

@@ -16,7 +16,7 @@ FORMATS = ("imagefolder", "hf", "webdataset", "npz")
 class GenerationSpec:
     """Everything that determines the bytes of the output: equal specs give identical datasets."""
 
-    source_run_id: str
+    source_run_id: str | None  # None: a checkpoint file with no MLflow run behind it
     checkpoint_sha256: str
     format: str
     num_samples: int
@@ -26,6 +26,7 @@ class GenerationSpec:
     drop_memorized: bool = False
     memorization: dict[str, Any] = field(default_factory=dict)
     label_agreement: float | None = None  # keep images the reference classifier assigns to their label with p >= this
+    top_k: float | None = None  # keep this share of each class's draws, the ones the reference classifier is surest of
 
     def __post_init__(self) -> None:
         require(self.format in FORMATS, f"format={self.format} is unknown; expected one of {', '.join(FORMATS)}.")
@@ -33,8 +34,11 @@ class GenerationSpec:
                 f"num_samples={self.num_samples} must be a positive integer, e.g. num_samples=10000.")
         require(isinstance(self.shard_size, int) and self.shard_size > 0,
                 f"shard_size={self.shard_size} must be a positive integer, e.g. shard_size=10000.")
-        require(self.label_agreement is None or 0 < self.label_agreement < 1,
+        require(self.label_agreement is None or (isinstance(self.label_agreement, float) and 0 < self.label_agreement < 1),
                 f"filter.label_agreement={self.label_agreement} must be a probability in (0, 1), e.g. 0.5, or null.")
+        require(self.top_k is None or (isinstance(self.top_k, float) and 0 < self.top_k <= 1),
+                f"filter.top_k={self.top_k} must be the share of draws to keep, in (0, 1], e.g. 0.5, or null.")
+        require(isinstance(self.seed, int), f"seed={self.seed!r} must be an integer, e.g. seed=0.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,16 +1,22 @@
 """One writer per format behind one interface; every shard is written under a temporary name and renamed.
 
 Bytes are deterministic (fixed PNG settings, fixed tar/zip timestamps), so equal specs give equal files.
+Every format carries the source's label ids unchanged: ``cls``/``labels``/``ClassLabel`` hold the id,
+and imagefolder names each class folder ``<id>-<safe name>`` with the id zero-padded, so
+torchvision's ``ImageFolder`` (which numbers folders alphabetically) gives back exactly the source ids.
 """
 
 import hashlib
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from synthset.atomic import atomic_write_bytes
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -34,11 +40,16 @@ def encode_png_to(image: np.ndarray, path: str | None) -> bytes:
     return data
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+def safe_folder_name(name: str) -> str:
+    """A class name as one path component: no separators, no ``..``, no leading dot, nothing unprintable."""
+    safe = re.sub(r"[^A-Za-z0-9 ._+-]+", "_", name).strip(" ")
+    return safe.lstrip(".") or "_"
+
+
+def class_folder_names(class_names: list[str]) -> list[str]:
+    """``<id>-<safe name>`` with zero-padded ids: alphabetical order is id order (``T-shirt/top`` -> ``0-T-shirt_top``)."""
+    width = len(str(max(len(class_names) - 1, 0)))
+    return [f"{i:0{width}d}-{safe_folder_name(name)}" for i, name in enumerate(class_names)]
 
 
 def write_npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -53,21 +64,40 @@ def write_npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 class DatasetWriter:
-    """Writes shard ``i`` (indices, uint8 images, labels, PNG bytes); returns its files and sha256."""
+    """Writes shard ``i`` in two halves: ``submit`` (the encoder processes' part) and ``write_shard`` (commits it).
+
+    ``write_shard`` returns the shard's files and sha256.
+    """
 
     needs_png = True
+    uses_workers = True
 
     def __init__(self, root: Path, class_names: list[str]) -> None:
         self.root = root
         self.class_names = class_names
 
+    def submit(self, pool, shard: int, indices: list[int], images: np.ndarray, labels: np.ndarray | None):
+        """PNG bytes of every image, encoded by ``pool`` (a lazy iterator) or here; files written where the format wants them."""
+        if not self.needs_png:
+            return []
+        paths = self.png_paths(indices, labels) or [None] * len(images)
+        return pool.map(encode_png_to, images, paths, chunksize=32) if pool else list(map(encode_png_to, images, paths))
+
     def write_shard(self, shard: int, indices: list[int], images: np.ndarray, labels: np.ndarray | None,
-                    pngs: list[bytes]) -> tuple[list[str], str]:
+                    submitted) -> tuple[list[str], str]:
         raise NotImplementedError
 
     def png_paths(self, indices: list[int], labels: np.ndarray | None) -> list[str] | None:
         """Where each PNG goes when the format is one file per image (the encoders write them), else None."""
         return None
+
+    def shard_files(self, shard: int, indices: list[int], labels: np.ndarray | None) -> list[str]:
+        """The files (relative to the root) that shard ``shard`` consists of."""
+        raise NotImplementedError
+
+    def assembled_files(self) -> list[str]:
+        """Files written once the shards are done (formats that assemble a whole dataset)."""
+        return []
 
     def finalize(self, num_shards: int) -> None:
         """Called once every shard exists (formats that assemble a whole dataset do it here)."""
@@ -83,7 +113,11 @@ class ImageFolderWriter(DatasetWriter):
     def relative_paths(self, indices: list[int], labels: np.ndarray | None) -> list[str]:
         if labels is None:
             return [f"{index:08d}.png" for index in indices]
-        return [f"{self.class_names[int(label)]}/{index:08d}.png" for index, label in zip(indices, labels, strict=True)]
+        folders = class_folder_names(self.class_names)
+        return [f"{folders[int(label)]}/{index:08d}.png" for index, label in zip(indices, labels, strict=True)]
+
+    def shard_files(self, shard, indices, labels):
+        return self.relative_paths(indices, labels)
 
     def png_paths(self, indices, labels):
         relative = self.relative_paths(indices, labels)
@@ -91,30 +125,50 @@ class ImageFolderWriter(DatasetWriter):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         return [f"{self.root}/{path}" for path in relative]
 
-    def write_shard(self, shard, indices, images, labels, pngs):
+    def write_shard(self, shard, indices, images, labels, submitted):
         digest = hashlib.sha256()
-        for png in pngs:
+        for png in submitted:
             digest.update(png)
         return self.relative_paths(indices, labels), digest.hexdigest()
 
 
+def build_tar(path: str, indices: list[int], images: np.ndarray, labels: np.ndarray | None) -> str:
+    """Encode a shard's PNGs and write its tar (webdataset's TarWriter, fixed mtime); returns the tar's sha256.
+
+    Runs in an encoder process: the main process only samples and renames the finished file.
+    """
+    import webdataset as wds
+
+    with open(path, "wb") as stream, wds.TarWriter(stream, mtime=0.0) as sink:
+        for i, index in enumerate(indices):
+            sample = {"__key__": f"{index:08d}", "png": encode_png(images[i])}
+            if labels is not None:
+                sample["cls"] = int(labels[i])
+            sink.write(sample)
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 class WebDatasetWriter(DatasetWriter):
-    """``shard-<i>.tar`` holding ``<index>.png`` and ``<index>.cls`` per sample (webdataset's TarWriter)."""
+    """``shard-<i>.tar`` holding ``<index>.png`` and ``<index>.cls`` per sample; each tar is built by an encoder process."""
 
-    def write_shard(self, shard, indices, images, labels, pngs):
-        import webdataset as wds
+    needs_png = False
 
-        name = f"shard-{shard:06d}.tar"
-        temporary = self.root / f".{name}.tmp"
+    def shard_files(self, shard, indices, labels):
+        return [f"shard-{shard:06d}.tar"]
+
+    def temporary(self, shard: int) -> Path:
+        return self.root / f".shard-{shard:06d}.tar.tmp-{os.getpid()}"
+
+    def submit(self, pool, shard, indices, images, labels):
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as stream, wds.TarWriter(stream, mtime=0.0) as sink:
-            for i, index in enumerate(indices):
-                sample = {"__key__": f"{index:08d}", "png": pngs[i]}
-                if labels is not None:
-                    sample["cls"] = int(labels[i])
-                sink.write(sample)
-        digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
-        os.replace(temporary, self.root / name)
+        args = (str(self.temporary(shard)), indices, images, labels)
+        return pool.submit(build_tar, *args) if pool else build_tar(*args)
+
+    def write_shard(self, shard, indices, images, labels, submitted):
+        digest = submitted if isinstance(submitted, str) else submitted.result()
+        name = f"shard-{shard:06d}.tar"
+        os.replace(self.temporary(shard), self.root / name)
         return [name], digest
 
 
@@ -122,9 +176,13 @@ class NpzWriter(DatasetWriter):
     """``shard-<i>.npz`` with ``images`` (uint8 N, C, H, W), ``labels`` (int64, -1 when unlabeled), ``indices``."""
 
     needs_png = False
+    uses_workers = False
     folder = ""
 
-    def write_shard(self, shard, indices, images, labels, pngs):
+    def shard_files(self, shard, indices, labels):
+        return [str(Path(self.folder) / f"shard-{shard:06d}.npz")]
+
+    def write_shard(self, shard, indices, images, labels, submitted):
         data = write_npz_bytes({
             "images": images,
             "labels": labels if labels is not None else np.full(len(indices), -1, dtype=np.int64),
@@ -142,6 +200,11 @@ class HuggingFaceWriter(NpzWriter):
     """
 
     folder = "shards"
+
+    def assembled_files(self) -> list[str]:
+        """``data/`` as ``datasets`` saved it, and the staging folders a killed assembly can leave."""
+        folders = [self.root / name for name in ("data", ".data.tmp", ".hf-cache")]
+        return [str(p.relative_to(self.root)) for folder in folders if folder.is_dir() for p in folder.rglob("*") if p.is_file()]
 
     def finalize(self, num_shards: int) -> None:
         import datasets

@@ -1,10 +1,16 @@
 """The reference classifier: one small ResNet-style CNN with a fixed recipe, trained on real data.
 
-Used by generation's label-agreement filter and by every utility protocol (train on real /
-synthetic / both, test on real), always with the same recipe and step budget.
+Used by generation's filters, by GAN-test and the diversity measures, and by every utility protocol
+(train on real / synthetic / both, test on real), always with the same recipe:
+- standard augmentation: pad-and-crop, plus horizontal flips where the source data allows them;
+- AdamW with a cosine schedule over at most ``max_steps`` steps, scored on the real ``val`` split
+  every ``val_every`` steps; training stops at a plateau (``patience`` scores without a gain) and
+  the best weights on val are kept. ``val`` is a selection split: no protocol is tested on it.
 Trained once per (data fingerprint, recipe) and cached under ``outputs/cache/classifier``.
 """
 
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,10 +18,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRandomSampler
+from torchmetrics.functional.classification import multiclass_accuracy
 
+from synthset.atomic import atomic_write_with
 from synthset.data.datamodule import ImageDataModule, IndexedImages, to_signed_unit
 
-RECIPE = "reference-classifier-v1"  # bump whenever ReferenceClassifier or fit_classifier changes: cached classifiers and results expire
+RECIPE = "reference-classifier-v2"  # bump whenever ReferenceClassifier or fit_classifier changes: caches expire
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """Everything besides the data that determines a trained reference classifier."""
+
+    max_steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    val_every: int = 500
+    patience: int = 3
+    crop_padding: int = 2  # pixels of zero padding before the random crop (0: no crop)
+    flip: bool = False     # horizontal flips: only for data whose classes are mirror-symmetric
+
+    def key(self) -> str:
+        return (f"{RECIPE}-steps{self.max_steps}-b{self.batch_size}-lr{self.lr:g}-v{self.val_every}-p{self.patience}"
+                f"-crop{self.crop_padding}-flip{int(self.flip)}")
 
 
 class ResidualBlock(nn.Module):
@@ -33,33 +58,81 @@ class ResidualBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.skip(x))
 
 
-class ReferenceClassifier(pl.LightningModule):
-    """Three residual stages (32, 64, 128 channels, each halving the resolution), global pooling, linear head; Adam 1e-3."""
+def pad_and_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back at a random offset per image (vectorized)."""
+    if padding <= 0:
+        return images
+    n, _, h, w = images.shape
+    padded = F.pad(images, [padding] * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
+    rows = torch.arange(h, device=images.device).view(1, h, 1) + dy
+    cols = torch.arange(w, device=images.device).view(1, 1, w) + dx
+    batch = torch.arange(n, device=images.device).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
-    def __init__(self, channels: int, num_classes: int, width: int = 32, lr: float = 1e-3) -> None:
+
+def random_flip(images: torch.Tensor) -> torch.Tensor:
+    flip = torch.rand(images.size(0), device=images.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+class ReferenceClassifier(pl.LightningModule):
+    """Three residual stages (32, 64, 128 channels, each halving the resolution), global pooling, linear head."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32, lr: float = 2e-3, max_steps: int = 3000,
+                 crop_padding: int = 0, flip: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.body = nn.Sequential(
             # The first block already halves the resolution: 4x cheaper, and 16-64 px images need no more.
             ResidualBlock(channels, width, 2), ResidualBlock(width, 2 * width, 2), ResidualBlock(2 * width, 4 * width, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes))
+        self.best_accuracy = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.val_scores: list[float] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        images = to_signed_unit(images)  # batches arrive as uint8
+        images = pad_and_crop(to_signed_unit(images), self.hparams.crop_padding)  # batches arrive as uint8
+        if self.hparams.flip:
+            images = random_flip(images)
         loss = F.cross_entropy(self(images), labels)
         self.log("classifier/loss", loss, prog_bar=True)
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        predicted = self(to_signed_unit(images)).argmax(1)
+        accuracy = multiclass_accuracy(predicted, labels, self.hparams.num_classes, average="micro")
+        self.log("val_accuracy", accuracy, batch_size=len(labels), on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        accuracy = float(self.trainer.callback_metrics["val_accuracy"])
+        self.val_scores.append(accuracy)
+        if accuracy > self.best_accuracy:  # keep the best weights on val, not the last ones
+            self.best_accuracy = accuracy
+            self.best_state = copy.deepcopy(self.state_dict())
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=5e-4)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     @torch.inference_mode()
     def predict_labels(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return self.probabilities(images_uint8).argmax(1)
+
+    @torch.inference_mode()
+    def features(self, images_uint8: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Pooled penultimate features (the space of per-class recall and coverage) of uint8 images."""
+        self.eval()
+        trunk = self.body[:-1]
+        return torch.cat([trunk(to_signed_unit(images_uint8[i : i + batch_size].clone()))
+                          for i in range(0, len(images_uint8), batch_size)])
 
     @torch.inference_mode()
     def probabilities(self, images_uint8: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -69,34 +142,58 @@ class ReferenceClassifier(pl.LightningModule):
                           for i in range(0, len(images_uint8), batch_size)])
 
 
-def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int, seed: int,
-                   batch_size: int = 64, weights: torch.Tensor | None = None) -> ReferenceClassifier:
-    """The fixed recipe: ``steps`` Adam steps of ``batch_size`` uint8 images drawn from (images, labels).
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe, seed: int,
+                   val: tuple[torch.Tensor, torch.Tensor], weights: torch.Tensor | None = None) -> ReferenceClassifier:
+    """The fixed recipe on uint8 (images, labels); ``weights`` (one per image) mix real and synthetic draws."""
+    from pytorch_lightning.callbacks import EarlyStopping
 
-    ``weights`` (one per image) makes the draw weighted, with replacement: how real and synthetic mix.
-    """
-    pl.seed_everything(seed, workers=True)
-    model = ReferenceClassifier(images.size(1), num_classes)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    model = ReferenceClassifier(images.size(1), num_classes, lr=recipe.lr, max_steps=recipe.max_steps,
+                                crop_padding=recipe.crop_padding, flip=recipe.flip)
     generator = torch.Generator().manual_seed(seed)
-    total = steps * batch_size
+    total = recipe.max_steps * recipe.batch_size
     sampler = (WeightedRandomSampler(weights, total, replacement=True, generator=generator) if weights is not None
                else RandomSampler(range(len(images)), num_samples=total, generator=generator))
-    loader = DataLoader(IndexedImages(images, labels), sampler=BatchSampler(sampler, batch_size, drop_last=True), batch_size=None)
-    trainer = pl.Trainer(max_steps=steps, max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, train_dataloaders=loader)
+    loader = DataLoader(IndexedImages(images, labels), sampler=BatchSampler(sampler, recipe.batch_size, drop_last=True),
+                        batch_size=None)
+    val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
+                            batch_size=None)
+    stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience, check_on_train_epoch_end=False)
+    trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,
+                         callbacks=[stop])
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
+    if model.best_state is not None:
+        model.load_state_dict(model.best_state)
     return model.eval()
 
 
-def reference_classifier(datamodule: ImageDataModule, cache_dir: Path, max_steps: int = 600, seed: int = 0) -> ReferenceClassifier:
-    """Train (or load the cached) reference classifier on ``datamodule``'s real training split."""
-    path = Path(cache_dir) / f"{datamodule.name}-{datamodule.fingerprint('train')}-steps{max_steps}-seed{seed}-{RECIPE}.pt"
+def recipe_for(datamodule: ImageDataModule, max_steps: int = 3000, batch_size: int = 64, augment: bool = True) -> ClassifierRecipe:
+    """The recipe for one data set: flips only where its source says its classes are mirror-symmetric."""
+    return ClassifierRecipe(max_steps=max_steps, batch_size=batch_size, val_every=min(500, max(50, max_steps // 6)),
+                            crop_padding=max(1, datamodule.image_size // 16) if augment else 0,
+                            flip=augment and datamodule.source.mirror_symmetric)
+
+
+def load_classifier(path: Path, channels: int, num_classes: int) -> ReferenceClassifier:
+    model = ReferenceClassifier(channels, num_classes)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def save_classifier(model: ReferenceClassifier, path: Path) -> None:
+    atomic_write_with(path, lambda temporary: torch.save(model.state_dict(), temporary))
+
+
+def reference_classifier(datamodule: ImageDataModule, cache_dir: Path, max_steps: int = 2000, seed: int = 0) -> ReferenceClassifier:
+    """Train (or load the cached) reference classifier on ``datamodule``'s real training split, selected on val."""
+    recipe = recipe_for(datamodule, max_steps)
+    path = Path(cache_dir) / f"{datamodule.name}-{datamodule.fingerprint('train')}-seed{seed}-{recipe.key()}.pt"
     if path.is_file():
-        model = ReferenceClassifier(datamodule.channels, datamodule.num_classes)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    model = fit_classifier(*datamodule.split("train"), datamodule.num_classes, max_steps, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+        return load_classifier(path, datamodule.channels, datamodule.num_classes)
+    images, labels = datamodule.split("train")
+    val = datamodule.split("val") if len(datamodule.split("val")[0]) else (images, labels)
+    model = fit_classifier(images, labels, datamodule.num_classes, recipe, seed, val)
+    save_classifier(model, path)
     return model

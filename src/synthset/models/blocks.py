@@ -4,11 +4,14 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from synthset.errors import require
 
 SUPPORTED_IMAGE_SIZES = (16, 32, 64)
 BASE_RESOLUTION = 4
+G_CONDITIONINGS = ("concat", "cbn")
+D_NORMS = ("batch", "layer", "none")
 
 
 def num_upsamplings(image_size: int) -> int:
@@ -21,11 +24,42 @@ def num_upsamplings(image_size: int) -> int:
     return int(math.log2(image_size // BASE_RESOLUTION))
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018)."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(features, affine=False)
+        self.gain = nn.Embedding(num_classes, features)
+        self.shift = nn.Embedding(num_classes, features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) * self.gain(labels)[:, :, None, None] + self.shift(labels)[:, :, None, None]
+
+
+class GeneratorNorm(nn.Module):
+    """BatchNorm, class-conditional BatchNorm or nothing, behind one ``(x, labels)`` call."""
+
+    def __init__(self, features: int, batch_norm: bool, num_classes: int, conditioning: str) -> None:
+        super().__init__()
+        self.conditional = batch_norm and num_classes > 0 and conditioning == "cbn"
+        if self.conditional:
+            self.norm: nn.Module = ConditionalBatchNorm2d(features, num_classes)
+        else:
+            self.norm = nn.BatchNorm2d(features) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.norm(x, labels) if self.conditional else self.norm(x)
+
+
 class ConvGenerator(nn.Module):
     """DCGAN generator: a linear projection to 4x4, then ConvTranspose(4, 2, 1) + norm + ReLU stages.
 
-    Class conditioning concatenates a learned label embedding to the latent code.
-    ``output_activation`` is ``tanh`` for GANs and ``none`` for decoders that emit logits.
+    Class conditioning either concatenates a learned label embedding to the latent code (``concat``)
+    or modulates every BatchNorm per class (``cbn``, as in SNGAN/BigGAN). ``output_activation`` is
+    ``tanh`` for GANs and ``none`` for decoders that emit logits.
     """
 
     def __init__(
@@ -37,38 +71,40 @@ class ConvGenerator(nn.Module):
         num_classes: int = 0,
         batch_norm: bool = True,
         output_activation: str = "tanh",
+        conditioning: str = "concat",
+        label_embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
+        require(conditioning in G_CONDITIONINGS,
+                f"model.g_conditioning={conditioning!r} is unknown; expected one of {', '.join(G_CONDITIONINGS)}.")
         stages = num_upsamplings(image_size)
         self.num_classes = num_classes
-        self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes else None
-        in_dim = latent_dim * (2 if num_classes else 1)
+        concat = num_classes > 0 and (conditioning == "concat" or not batch_norm)
+        embedding_dim = label_embedding_dim or latent_dim
+        self.label_embedding = nn.Embedding(num_classes, embedding_dim) if concat else None
+        in_dim = latent_dim + (embedding_dim if concat else 0)
         top = width * 2 ** (stages - 1)
-        self.project = nn.Sequential(
-            nn.Linear(in_dim, top * BASE_RESOLUTION**2, bias=not batch_norm),
-            nn.Unflatten(1, (top, BASE_RESOLUTION, BASE_RESOLUTION)),
-            nn.BatchNorm2d(top) if batch_norm else nn.Identity(),
-            nn.ReLU(inplace=True),
+        self.project = nn.Linear(in_dim, top * BASE_RESOLUTION**2, bias=not batch_norm)
+        self.top = top
+        widths = [top // 2**i for i in range(stages)]
+        self.norms = nn.ModuleList([GeneratorNorm(w, batch_norm, num_classes, conditioning) for w in widths])
+        self.upsample = nn.ModuleList(
+            [nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=not batch_norm) for w in widths[:-1]]
         )
-        layers: list[nn.Module] = []
-        ch = top
-        for _ in range(stages - 1):
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=not batch_norm),
-                nn.BatchNorm2d(ch // 2) if batch_norm else nn.Identity(),
-                nn.ReLU(inplace=True),
-            ]
-            ch //= 2
-        layers.append(nn.ConvTranspose2d(ch, channels, 4, 2, 1))
-        if output_activation == "tanh":
-            layers.append(nn.Tanh())
-        self.body = nn.Sequential(*layers)
+        self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
+        self.output_activation = output_activation
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.label_embedding is not None:
+        if self.num_classes:
             require(labels is not None, "this generator is class-conditional; pass labels.")
+        if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(labels)], dim=1)
-        return self.body(self.project(z))
+        x = self.project(z).view(z.size(0), self.top, BASE_RESOLUTION, BASE_RESOLUTION)
+        x = torch.relu(self.norms[0](x, labels))
+        for conv, norm in zip(self.upsample, self.norms[1:], strict=True):
+            x = torch.relu(norm(conv(x), labels))
+        x = self.to_image(x)
+        return torch.tanh(x) if self.output_activation == "tanh" else x
 
 
 class ConvEncoder(nn.Module):
@@ -76,11 +112,12 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, channels: int, image_size: int, width: int, norm: str = "batch") -> None:
         super().__init__()
+        require(norm in D_NORMS, f"model.discriminator_norm={norm!r} is unknown; expected one of {', '.join(D_NORMS)}.")
         stages = num_upsamplings(image_size)
         layers: list[nn.Module] = []
         ch_in, ch_out = channels, width
         for stage in range(stages):
-            # DCGAN: no normalization on the first layer; WGAN-GP critics use none at all.
+            # DCGAN: no normalization on the first layer; WGAN-GP critics and SN discriminators use none at all.
             use_norm = stage > 0 and norm != "none"
             layers += [nn.Conv2d(ch_in, ch_out, 4, 2, 1, bias=not use_norm)]
             if use_norm:
@@ -95,10 +132,15 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """Encoder + linear score; conditional via the projection discriminator (Miyato & Koyama 2018)."""
+    """Encoder + linear score; conditional via the projection discriminator (Miyato & Koyama 2018).
+
+    ``spectral_norm`` wraps every conv, linear and embedding weight in torch's spectral-norm
+    parametrization (Miyato et al. 2018).
+    """
 
     def __init__(
-        self, channels: int, image_size: int, width: int, num_classes: int = 0, norm: str = "batch"
+        self, channels: int, image_size: int, width: int, num_classes: int = 0, norm: str = "batch",
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = ConvEncoder(channels, image_size, width, norm)
@@ -106,6 +148,10 @@ class ConvDiscriminator(nn.Module):
         self.projection = (
             nn.Embedding(num_classes, self.encoder.out_features) if num_classes else None
         )
+        if spectral_norm:
+            for module in list(self.modules()):
+                if isinstance(module, nn.Conv2d | nn.Linear | nn.Embedding):
+                    apply_spectral_norm(module)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.encoder(images)
@@ -117,11 +163,17 @@ class ConvDiscriminator(nn.Module):
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """Radford et al. 2015: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02)."""
+    """Radford et al. 2015: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02).
+
+    Spectrally normalized layers keep PyTorch's default init (their scale is normalized anyway),
+    and conditional BatchNorm keeps its identity start.
+    """
+    if hasattr(module, "parametrizations"):
+        return
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

@@ -1,18 +1,23 @@
-"""Shared machinery of the two GANs: networks, manual optimization, EMA, logging."""
+"""Shared machinery of the GANs: networks, the D/G step schedule, losses, EMA, logging."""
 
 import torch
 from torch import nn
 
+from synthset.errors import require
 from synthset.models.base import GenerativeModel
 from synthset.models.blocks import ConvDiscriminator, ConvGenerator, init_dcgan_weights
 from synthset.models.diffaugment import diff_augment, parse_policy
+from synthset.models.losses import GAN_LOSSES, gradient_penalty
 
 
 class GANModule(GenerativeModel):
     """A generator and a discriminator trained with manual optimization.
 
-    Subclasses implement ``training_step``; Lightning's ``global_step`` counts every optimizer
-    step (discriminator and generator), ``generator_steps`` counts generator updates only.
+    Every batch is one discriminator step; every ``n_critic``-th discriminator step is followed by
+    one generator step. ``loss`` picks the objective (``bce``, ``hinge``, ``wasserstein``),
+    ``gp_weight`` > 0 adds the gradient penalty (WGAN-GP), ``spectral_norm`` normalizes D, and
+    ``g_conditioning`` chooses how G sees the label (``concat`` an embedding, or ``cbn``).
+    Lightning's ``global_step`` counts every optimizer step; ``generator_steps`` counts G updates.
     """
 
     def __init__(
@@ -28,21 +33,50 @@ class GANModule(GenerativeModel):
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        loss: str = "bce",
+        n_critic: int = 1,
+        gp_weight: float = 0.0,
         discriminator_norm: str = "batch",
+        spectral_norm: bool = False,
+        g_conditioning: str = "concat",
+        label_embedding_dim: int | None = None,
         diffaugment: str | list[str] | None = None,
+        compile: bool | str = False,
+        channels_last: bool = False,
         name: str = "gan",
     ) -> None:
-        super().__init__(channels, image_size, latent_dim, conditional, num_classes, class_names, ema_decay)
+        super().__init__(channels, image_size, latent_dim, conditional, num_classes, class_names, ema_decay,
+                         compile, channels_last)
+        require(loss in GAN_LOSSES, f"model.loss={loss!r} is unknown; expected one of {', '.join(GAN_LOSSES)}.")
+        require(isinstance(n_critic, int) and n_critic >= 1,
+                f"model.n_critic={n_critic} must be a positive integer such as 5.")
+        require(gp_weight >= 0, f"model.gp_weight={gp_weight} is negative; expected 0 (off) or e.g. 10.")
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
-        self.generator = ConvGenerator(latent_dim, channels, image_size, width, self.num_classes)
+        self.generator = ConvGenerator(latent_dim, channels, image_size, width, self.num_classes,
+                                       conditioning=g_conditioning, label_embedding_dim=label_embedding_dim)
         self.discriminator = ConvDiscriminator(
-            channels, image_size, width, self.num_classes, norm=discriminator_norm
+            channels, image_size, width, self.num_classes, norm=discriminator_norm, spectral_norm=spectral_norm
         )
         self.augmentations = parse_policy(diffaugment)
+        self.discriminator_loss, self.generator_loss = GAN_LOSSES[loss]
         self.generator.apply(init_dcgan_weights)
         self.discriminator.apply(init_dcgan_weights)
+        self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
+        self._critic_count: int | None = None
         self.finish_init()
+
+    def on_load_checkpoint(self, checkpoint) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._critic_count = None
+
+    def count_critic_step(self) -> int:
+        """Critic updates so far (host-side mirror of the buffer, so the D/G schedule never syncs with the GPU)."""
+        if self._critic_count is None:
+            self._critic_count = int(self.critic_steps)
+        self._critic_count += 1
+        self.critic_steps.fill_(self._critic_count)
+        return self._critic_count
 
     @property
     def decoder(self) -> nn.Module:  # type: ignore[override]
@@ -58,23 +92,62 @@ class GANModule(GenerativeModel):
 
     def split_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = batch
-        return images, (labels if self.num_classes else None)
+        return self.memory_format(images), (labels if self.num_classes else None)
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment: real and fake images alike, before D (identity when off)."""
+        return diff_augment(images, self.augmentations) if self.augmentations else images
 
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """D's scores; with DiffAugment, real and fake images alike are augmented first."""
-        if self.augmentations:
-            images = diff_augment(images, self.augmentations)
-        return self.discriminator(images, labels)
+        """D's scores of (augmented) images."""
+        return self.compiled_network("discriminator")(self.augment(images), labels)
 
     def draw_fakes(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, device=self.device)
-        return self.generator(z, labels)
+        return self.compiled_network("generator")(z, labels)
 
     def optimizer_step_on(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
 
+    def discriminator_step(self, optimizer, real: torch.Tensor, fake: torch.Tensor,
+                           labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """One D update; the penalty constrains D itself, on interpolates of the tensors D saw."""
+        real_in, fake_in = self.augment(real), self.augment(fake)
+        discriminator = self.compiled_network("discriminator")
+        real_scores, fake_scores = discriminator(real_in, labels), discriminator(fake_in, labels)
+        loss = self.discriminator_loss(real_scores, fake_scores)
+        metrics = {"train/d_loss": loss.detach()}
+        if self.hparams.loss == "wasserstein":
+            metrics["train/wasserstein_estimate"] = (real_scores.mean() - fake_scores.mean()).detach()
+        if self.hparams.gp_weight > 0:
+            penalty = gradient_penalty(lambda x: self.discriminator(x, labels), real_in.detach(), fake_in.detach())
+            loss = loss + self.hparams.gp_weight * penalty
+            metrics["train/gradient_penalty"] = penalty.detach()
+            metrics["train/d_loss"] = loss.detach()
+        self.optimizer_step_on(optimizer, loss)
+        self.critic_steps_done = self.count_critic_step()
+        return metrics
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        real, labels = self.split_batch(batch)
+        reuse_fakes = self.hparams.n_critic == 1  # DCGAN: G learns from the very fakes D just judged
+        with torch.set_grad_enabled(reuse_fakes):
+            fake = self.draw_fakes(real.size(0), labels)
+        metrics = self.discriminator_step(opt_d, real, fake.detach(), labels)
+        if self.critic_steps_done % self.hparams.n_critic == 0:
+            if not reuse_fakes:  # each critic iteration and each G step sees fresh samples (Algorithm 1)
+                fake = self.draw_fakes(real.size(0), labels)
+            g_loss = self.generator_loss(self.discriminate(fake, labels))
+            self.optimizer_step_on(opt_g, g_loss)
+            self.finish_generator_step()
+            self.last_g_loss = g_loss.detach()
+        if hasattr(self, "last_g_loss"):
+            metrics["train/g_loss"] = self.last_g_loss
+        self.log_train_metrics(metrics)
+
     def finish_generator_step(self) -> None:
-        self.generator_steps += 1
+        self.count_generator_step()
         self.update_ema()

@@ -1,4 +1,12 @@
-"""beta-VAE (Higgins et al. 2017) with optional capacity annealing (Burgess et al. 2018); CVAE when conditional."""
+"""beta-VAE (Higgins et al. 2017) with optional capacity annealing (Burgess et al. 2018); CVAE when conditional.
+
+β only means what the papers mean when the reconstruction term is a real log-likelihood at the
+data's scale. With a unit-variance Gaussian on data in [-1, 1] the reconstruction term is tiny, so
+β = 1 acts like a large β (blur, posterior collapse). The default decoder is a Gaussian whose std
+is the batch's maximum-likelihood value (σ-VAE, Rybkin et al. 2021), or a fixed ``sigma``.
+"""
+
+import math
 
 import torch
 from torch import nn
@@ -6,13 +14,18 @@ from torch import nn
 from synthset.errors import require
 from synthset.models.base import GenerativeModel
 from synthset.models.blocks import ConvEncoder, ConvGenerator
-from synthset.models.losses import gaussian_kl, reconstruction_nll
+from synthset.models.losses import gaussian_kl, optimal_log_sigma, reconstruction_nll
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 class BetaVAE(GenerativeModel):
-    """Loss = NLL + beta * KL, or NLL + gamma * |KL - C(step)| when ``capacity_max`` is set."""
+    """Loss = NLL + beta_t * KL, or NLL + gamma * |KL - C(step)| when ``capacity_max`` is set.
+
+    ``beta_t`` ramps linearly from 0 to ``beta`` over ``kl_warmup_steps`` (0 = no warm-up).
+    """
+
+    registry_name = "vae"
 
     def __init__(
         self,
@@ -21,7 +34,9 @@ class BetaVAE(GenerativeModel):
         latent_dim: int = 32,
         width: int = 32,
         beta: float = 1.0,
-        likelihood: str = "bernoulli",
+        likelihood: str = "gaussian",
+        sigma: float | None = None,
+        kl_warmup_steps: int = 0,
         capacity_max: float | None = None,
         capacity_steps: int = 10000,
         capacity_gamma: float = 100.0,
@@ -30,14 +45,19 @@ class BetaVAE(GenerativeModel):
         num_classes: int = 0,
         class_names: list[str] | None = None,
         ema_decay: float | None = None,
+        compile: bool | str = False,
+        channels_last: bool = False,
         name: str = "vae",
     ) -> None:
-        super().__init__(channels, image_size, latent_dim, conditional, num_classes, class_names, ema_decay)
+        super().__init__(channels, image_size, latent_dim, conditional, num_classes, class_names, ema_decay,
+                         compile, channels_last)
         require(
             likelihood in LIKELIHOODS,
             f"model.likelihood={likelihood!r} is unknown; expected one of {LIKELIHOODS}.",
         )
         require(beta >= 0, f"model.beta={beta} is negative; expected beta >= 0 (1 = plain VAE).")
+        require(sigma is None or sigma > 0, f"model.sigma={sigma} must be positive (a decoder std such as 0.1) or null (learned).")
+        require(kl_warmup_steps >= 0, f"model.kl_warmup_steps={kl_warmup_steps} is negative; expected 0 (off) or a step count.")
         self.save_hyperparameters(logger=False)
         self.encoder = ConvEncoder(channels, image_size, width, norm="batch")
         self.label_embedding = nn.Embedding(self.num_classes, latent_dim) if self.num_classes else None
@@ -63,26 +83,45 @@ class BetaVAE(GenerativeModel):
         return out if self.hparams.likelihood == "gaussian" else torch.sigmoid(out) * 2 - 1
 
     def posterior(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.encoder(images)
+        features = self.compiled_network("encoder")(images)
         if self.label_embedding is not None:
             features = torch.cat([features, self.label_embedding(labels)], dim=1)
         mu, logvar = self.to_posterior(features).chunk(2, dim=1)
         return mu, logvar
 
+    def log_sigma(self, mean: torch.Tensor, images: torch.Tensor) -> torch.Tensor | float:
+        if self.hparams.likelihood != "gaussian":
+            return 0.0
+        if self.hparams.sigma is None:
+            return optimal_log_sigma(mean, images)
+        return math.log(self.hparams.sigma)
+
+    def beta_now(self) -> float:
+        warmup = self.hparams.kl_warmup_steps
+        return self.hparams.beta * (min(1.0, self.global_step / warmup) if warmup else 1.0)
+
     def losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, labels = batch
+        images = self.memory_format(images)
         labels = labels if self.num_classes else None
         mu, logvar = self.posterior(images, labels)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        nll = reconstruction_nll(self._decoder(z, labels), images, self.hparams.likelihood)
+        output = self.compiled_network("_decoder")(z, labels)
+        log_sigma = self.log_sigma(output, images)
+        nll = reconstruction_nll(output, images, self.hparams.likelihood, log_sigma)
         kl = gaussian_kl(mu, logvar)
         if self.hparams.capacity_max is None:
-            loss = nll + self.hparams.beta * kl
+            loss = nll + self.beta_now() * kl
         else:
             progress = min(1.0, self.global_step / max(1, self.hparams.capacity_steps))
             capacity = self.hparams.capacity_max * progress
             loss = nll + self.hparams.capacity_gamma * (kl - capacity).abs()
-        return {"loss": loss, "nll": nll, "kl": kl, "elbo": -(nll + kl)}
+        # A true evidence lower bound only when the likelihood is a normalized density of the pixels.
+        bound = "elbo" if self.hparams.likelihood == "gaussian" else "bernoulli_bound_unnormalized"
+        out = {"loss": loss, "nll": nll, "kl": kl, bound: -(nll + kl)}
+        if self.hparams.likelihood == "gaussian":
+            out["decoder_sigma"] = torch.as_tensor(log_sigma).exp().detach()
+        return out
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
@@ -90,7 +129,7 @@ class BetaVAE(GenerativeModel):
         return out["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.generator_steps += 1
+        self.count_generator_step()
         self.update_ema()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -1,64 +1,57 @@
-"""evaluate(cfg): score a finished run's checkpoint and log the metrics into that run."""
+"""evaluate(cfg): report a checkpoint's quality on the test split, and log it into its run when it has one."""
 
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from synthset.config import build
-from synthset.data.datamodule import ImageDataModule
 from synthset.errors import require
-from synthset.metrics.evaluation import evaluate_model
+from synthset.metrics.classifier import reference_classifier
+from synthset.metrics.evaluation import MIN_PER_CLASS_FID, evaluate_model
 from synthset.metrics.fidelity import MetricSettings
-from synthset.models.base import GenerativeModel
-from synthset.models.loading import load_generative_model
-from synthset.tracking.runs import find_checkpoint, find_run
-from synthset.tracking.store import ensure_store, tracking_uri_for
+from synthset.metrics.protocol import fid_cell, protocol_text
+from synthset.tracking.checkpoints import open_source_checkpoint
+
+SPLITS = ("test", "val", "train")
 
 
-def open_run_checkpoint(cfg: DictConfig) -> tuple[MlflowClient, str, GenerativeModel, dict, Path]:
-    """Resolve ``run_id`` / ``checkpoint`` into the client, run id, loaded model, its config and path."""
-    uri = tracking_uri_for(cfg)
-    ensure_store(uri)
-    client = MlflowClient(uri)
-    require(cfg.get("run_id"), "run_id is missing; pass run_id=<id>, run_id=latest or run_id=best.")
-    run = find_run(client, cfg.tracking.experiment, str(cfg.run_id))
-    path = find_checkpoint(client, run, str(cfg.checkpoint), Path(cfg.paths.cache_dir) / "checkpoints" / run.info.run_id)
-    model, checkpoint = load_generative_model(path)
-    require(model.run_config is not None, f"checkpoint {path} carries no run config; it predates synthset 0.1.")
-    return client, run.info.run_id, model, checkpoint, path
-
-
-def datamodule_of(run_config: dict) -> ImageDataModule:
-    """The run's own data (same source, size and preprocessing), rebuilt from its stored config."""
-    return build(OmegaConf.create(run_config["data"]["module"]))
-
-
-def print_table(title: str, metrics: dict[str, float]) -> None:
-    table = Table(title=title)
+def print_table(title: str, metrics: dict[str, float], protocol: dict) -> None:
+    table = Table(title=title, caption=f"protocol: {protocol_text(protocol)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    classes = sum(key.startswith("fid_class/") for key in metrics)
+    per_class_images = protocol["n_generated"] // classes if classes else 0
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
+        if key == "fid":
+            table.add_row(key, fid_cell(metrics, protocol))
+        elif key.startswith("fid_class/") and per_class_images < MIN_PER_CLASS_FID:
+            table.add_row(key, f"{value:.4f} (only ~{per_class_images} images per class: unreliable)")
+        else:
+            table.add_row(key, f"{value:.4f}")
     Console().print(table)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score ``checkpoint`` (best or last) of ``run_id``; log ``eval_<checkpoint>/*`` into the run."""
-    client, run_id, model, checkpoint, path = open_run_checkpoint(cfg)
-    datamodule = datamodule_of(model.run_config)
-    settings = MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True))
-    metrics = evaluate_model(
-        model, datamodule, cfg.eval.num_samples, settings, cfg.eval.reference_split, cfg.eval.seed, cfg.eval.per_class
-    )
-    prefix = f"eval_{cfg.checkpoint}"
-    step = int(checkpoint.get("global_step", 0))
-    for key, value in metrics.items():
-        client.log_metric(run_id, f"{prefix}/{key}", value, step=step)
-    # Tags, not params: the same run may be rescored with another protocol later.
-    client.set_tag(run_id, f"{prefix}.protocol", f"num_samples={cfg.eval.num_samples} split={cfg.eval.reference_split} "
-                   f"fid_extractor={settings.fid_extractor} seed={cfg.eval.seed} checkpoint={path.name}")
-    print_table(f"run {run_id} - {cfg.checkpoint}.ckpt (step {step}) vs {cfg.eval.reference_split}", metrics)
+    """Score ``checkpoint`` of ``run_id`` (or ``ckpt=<file>``) on ``eval.reference_split`` (test by default)."""
+    split = cfg.eval.reference_split
+    require(split in SPLITS, f"eval.reference_split={split} is unknown; expected test (reporting), val or train.")
+    source = open_source_checkpoint(cfg)
+    datamodule = source.datamodule()
+    settings = MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True)) if cfg.eval.fidelity else None
+    classifier = None
+    if cfg.eval.domain and source.model.num_classes:
+        classifier = reference_classifier(datamodule, Path(cfg.paths.cache_dir) / "classifier")
+    metrics, protocol = evaluate_model(source.model, datamodule, cfg.eval.num_samples, settings, split, cfg.eval.seed,
+                                       cfg.eval.per_class, classifier, cfg.eval.get("reference_samples"))
+    which = "file" if source.run is None else cfg.checkpoint
+    step = int(source.contents.get("global_step", 0))
+    if source.run is not None:
+        prefix = f"eval_{which}/{split}"
+        for key, value in metrics.items():
+            source.client.log_metric(source.run_id, f"{prefix}/{key}", value, step=step)
+        # Tags, not params: the same run may be rescored under another protocol later.
+        source.client.set_tag(source.run_id, f"eval_{which}.{split}.protocol",
+                              f"{protocol_text(protocol)}; seed {cfg.eval.seed}; checkpoint {source.path.name}")
+    print_table(f"{source.name} - {source.path.name} (step {step}) on {split}", metrics, protocol)
     return metrics

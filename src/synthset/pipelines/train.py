@@ -1,55 +1,161 @@
 """train(cfg): data -> model -> Trainer -> MLflow run. Returns the metric a sweeper optimizes."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from synthset.callbacks.evaluation import EvaluationCallback
-from synthset.config import build
-from synthset.data.datamodule import ImageDataModule
-from synthset.errors import require
-from synthset.models.base import GenerativeModel
+from synthset.config import build, check_component_arguments
+from synthset.data.datamodule import ImageDataModule, datamodule_from_record
+from synthset.errors import SynthsetError, require
+from synthset.metrics.protocol import SELECTION_SPLITS
+from synthset.models import GenerativeModel
+from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
+from synthset.models.checkpoint_format import RUN_CONFIG_KEY
+from synthset.models.loading import read_checkpoint, validated_checkpoint
 from synthset.tracking.logger import ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
-from synthset.tracking.store import default_artifact_location, ensure_store, tracking_uri_for
+from synthset.tracking.store import (
+    default_artifact_location,
+    ensure_store,
+    require_existing_store,
+    tracking_uri_for,
+)
 from synthset.tracking.sweep import check_this_job
+
+log = logging.getLogger(__name__)
+
+
+def check_devices(trainer_cfg: Any) -> None:
+    devices = trainer_cfg.get("devices", 1)
+    valid = devices in ("auto", -1) or (isinstance(devices, int) and devices > 0) or (
+        OmegaConf.is_list(devices) and len(devices) > 0) or (isinstance(devices, str) and devices.isdigit() and int(devices) > 0)
+    require(valid, f"trainer.devices={devices} is not a device count; expected a positive integer, auto or a list "
+            "of device ids, e.g. trainer.devices=1.")
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        require(torch.cuda.is_available(), f"trainer.accelerator={accelerator} asks for a GPU, but this machine has "
+                "no CUDA device; use trainer=cpu (or trainer.accelerator=auto) here.")
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """Cheap checks before anything heavy starts, each with one clear sentence."""
+    """Cheap checks before anything is loaded or logged, each with one clear sentence."""
     max_steps = cfg.trainer.get("max_steps", -1)
     require(
         isinstance(max_steps, int) and max_steps > 0,
         f"trainer.max_steps={max_steps} must be a positive integer (optimizer steps), e.g. trainer.max_steps=2000.",
     )
+    check_devices(cfg.trainer)
+    require(cfg.data.image_size in SUPPORTED_IMAGE_SIZES,
+            f"data.image_size={cfg.data.image_size} is not supported; expected one of {SUPPORTED_IMAGE_SIZES}.")
+    check_component_arguments(cfg.model, "model.", exclude=("num_classes", "class_names"))
+    every = cfg.eval.every_n_steps
+    require(isinstance(every, int) and every >= 0,
+            f"eval.every_n_steps={every} must be 0 (off) or a positive integer of generator steps, e.g. 500.")
+    require(cfg.eval.reference_split in SELECTION_SPLITS,
+            f"eval.reference_split={cfg.eval.reference_split} would select models on {cfg.eval.reference_split!r}; use "
+            "val (or train for the literature protocol): the test split only reports, through evaluate.py and cards.")
     check_this_job(cfg)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    datamodule = build(cfg.data.module)
+    datamodule = datamodule_from_record(OmegaConf.to_container(cfg.data, resolve=True), "the data config")
     datamodule.setup("fit")
     return datamodule
 
 
 def build_model(cfg: DictConfig, datamodule: ImageDataModule) -> GenerativeModel:
+    require(not cfg.model.get("conditional") or datamodule.num_classes >= 2,
+            f"model.conditional=true needs labeled data with at least two classes, but data={cfg.data.name} has "
+            f"{datamodule.num_classes}; use a folder of class subfolders, or set model.conditional=false.")
     return build(
         cfg.model, num_classes=datamodule.num_classes, class_names=list(datamodule.class_names)
     )
 
 
+def explicit_overrides(prefixes: tuple[str, ...]) -> list[str]:
+    """The command-line overrides of this job that start with ``prefixes`` (none outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").startswith(prefixes)]
+
+
+def check_same_model(stored: dict[str, Any], cfg: DictConfig) -> None:
+    """Model overrides given with ``resume`` must agree with the checkpoint: name and every stored hyperparameter."""
+    hparams = stored.get("hyper_parameters", {})
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    require(hparams.get("name") == model_cfg.get("name"),
+            f"resume=... points at a run of model {hparams.get('name')!r}, but this command trains model={model_cfg.get('name')}; "
+            f"drop the model override (resume continues the run's own model) or resume another run.")
+    for key, value in hparams.items():
+        ours = model_cfg.get(key, value)
+        if key not in ("num_classes", "class_names") and list_or_value(ours) != list_or_value(value):
+            raise SynthsetError(f"resume=... points at a run trained with model.{key}={value!r}, but this command has "
+                                f"model.{key}={ours!r}; drop the override (resume continues the run's own model).")
+
+
+def list_or_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def adopt_stored_run(cfg: DictConfig, stored: dict[str, Any], model_class: type) -> None:
+    """Continue the run as it was: its model (through the registry) and its data record replace the defaults."""
+    if explicit_overrides(("model",)):
+        check_same_model(stored, cfg)
+    hparams = {k: v for k, v in stored["hyper_parameters"].items() if k not in ("num_classes", "class_names")}
+    stored_data = (stored.get(RUN_CONFIG_KEY) or {}).get("data")
+    require(isinstance(stored_data, dict) and "source" in stored_data,
+            "resume=... points at a checkpoint without its data record; it predates this synthset, so start a new run.")
+    if explicit_overrides(("data",)):
+        raise SynthsetError("resume=... continues the run on its own data; drop the data overrides.")
+    with open_dict(cfg):
+        # The class comes from synthset's registry (by the checkpoint's name), never from the file.
+        cfg.model = {"_target_": f"{model_class.__module__}.{model_class.__qualname__}", **hparams}
+        cfg.data = stored_data
+
+
+def resumable_checkpoint(checkpoint: Path) -> tuple[Path, dict[str, Any], type]:
+    """``last.ckpt`` if it reads, else the copy it replaced (``last.ckpt.prev``), saying so; refused if tampered."""
+    for path in (checkpoint, checkpoint.with_name(checkpoint.name + ".prev")):
+        if not path.is_file():
+            continue
+        try:
+            read_checkpoint(path)
+        except SynthsetError:
+            print(f"warning: {path} cannot be read (damaged or cut short); resuming from the checkpoint it replaced, "
+                  f"{path.name}.prev, instead")
+            continue
+        stored, model_class = validated_checkpoint(path)  # a tampered checkpoint is refused, not resumed
+        return path, stored, model_class
+    raise SynthsetError(f"resume found no readable checkpoint at {checkpoint} (nor {checkpoint.name}.prev); "
+                        "the run cannot be continued, so start a new one.")
+
+
 def open_resume(cfg: DictConfig, uri: str) -> tuple[str, Path, Path]:
-    """For ``resume=<run_id|last>``: the run id, its run folder and its ``last.ckpt``."""
+    """For ``resume=<run_id|last>``: the run id, its run folder and the checkpoint to continue from.
+
+    The run's folder tag is trusted only when it already holds that run's checkpoint; otherwise the
+    checkpoint is downloaded into this job's own fresh folder. The run's model and data are adopted.
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    run = find_run(client, cfg.tracking.experiment, str(cfg.resume))
-    run_dir = Path(run.data.tags.get(RUN_DIR_TAG) or cfg.paths.run_dir)
-    checkpoint = find_checkpoint(client, run, "last", run_dir / "checkpoints")
-    return run.info.run_id, run_dir, checkpoint
+    run = find_run(client, cfg.tracking.experiment, str(cfg.resume), key="resume")
+    tagged = Path(run.data.tags.get(RUN_DIR_TAG) or cfg.paths.run_dir)
+    run_dir = tagged if (tagged / "checkpoints" / "last.ckpt").is_file() else Path(cfg.paths.run_dir)
+    path, stored, model_class = resumable_checkpoint(find_checkpoint(client, run, "last", run_dir / "checkpoints"))
+    adopt_stored_run(cfg, stored, model_class)
+    return run.info.run_id, run_dir, path
 
 
 def build_logger(cfg: DictConfig, uri: str, run_dir: Path, resume_run_id: str | None) -> ResumableMLFlowLogger | None:
@@ -66,6 +172,17 @@ def build_logger(cfg: DictConfig, uri: str, run_dir: Path, resume_run_id: str | 
     )
 
 
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], run_dir: Path) -> pl.Trainer:
+    """The Trainer without a logger yet: the MLflow run is only created once nothing can refuse the input."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return build(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(run_dir))
+    except MisconfigurationException as error:
+        first = str(error).strip().splitlines()[0]
+        raise SynthsetError(f"the trainer settings are refused by Lightning ({first}); fix the trainer.* overrides.") from None
+
+
 @dataclass
 class TrainingResult:
     model: GenerativeModel
@@ -74,7 +191,7 @@ class TrainingResult:
     run_id: str | None
 
     def final_score(self) -> float | None:
-        """The last FID (or its named proxy) the evaluation callback measured, if it ran."""
+        """The last selection metric the evaluation callback measured (what sweepers optimize), if it ran."""
         for callback in self.trainer.callbacks:
             if isinstance(callback, EvaluationCallback) and callback.last_metrics:
                 return callback.last_metrics[callback.monitor]
@@ -82,38 +199,53 @@ class TrainingResult:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train the configured model; returns the final ``eval/fid`` (what sweepers minimize) or None."""
+    """Train the configured model; returns the final selection metric (``eval/val/fid`` by default) or None."""
     return run_training(cfg).final_score()
+
+
+def record_run(logger: ResumableMLFlowLogger, cfg: DictConfig, datamodule: ImageDataModule) -> None:
+    """Params (the config without Hydra keys), the config YAML and where each split comes from."""
+    logger.log_hyperparams(config_as_params(cfg))
+    if logger.resuming:
+        return
+    client, run_id = logger.experiment, logger.run_id
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    summary = datamodule.split_summary()
+    client.set_tag(run_id, "synthset.test_split", summary["test_origin"])
+    for split in ("train", "val", "test"):
+        client.set_tag(run_id, f"synthset.split.{split}",
+                       f"{summary[split]['images']} images, fingerprint {summary[split]['fingerprint']}")
 
 
 def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> TrainingResult:
     """Train the configured model and hand back everything it built (``extra_callbacks``: e.g. a profiler's)."""
-    validate_train_config(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
     uri = tracking_uri_for(cfg)
-    if cfg.logger and rank_zero_only.rank == 0:  # torchrun starts all ranks at once: one creates the store
-        ensure_store(uri)
-
     resume_run_id, checkpoint = None, None
     if cfg.get("resume"):
+        require_existing_store(uri)
         resume_run_id, run_dir, checkpoint = open_resume(cfg, uri)
         with open_dict(cfg):
             cfg.paths.run_dir = str(run_dir)
+    validate_train_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
+    # Everything that can refuse the input runs before the store, the run folder or the MLflow run exist.
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
     model.run_config = config_as_params(cfg)
-    logger = build_logger(cfg, uri, run_dir, resume_run_id)
     callbacks = [build(c) for c in (cfg.callbacks or {}).values() if c is not None] + list(extra_callbacks or [])
-    trainer: pl.Trainer = build(
-        cfg.trainer, logger=logger if logger else False, callbacks=callbacks, default_root_dir=str(run_dir)
-    )
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    trainer = build_trainer(cfg, callbacks, run_dir)
+    if cfg.logger and rank_zero_only.rank == 0:  # torchrun starts all ranks at once: one creates the store
+        ensure_store(uri)
+    logger = build_logger(cfg, uri, run_dir, resume_run_id)
     if logger is not None:
-        logger.log_hyperparams(config_as_params(cfg))
-        if not logger.resuming and trainer.is_global_zero:
-            logger.experiment.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        trainer.loggers = [logger]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if logger is not None and trainer.is_global_zero:
+        record_run(logger, cfg, datamodule)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
 

@@ -10,28 +10,30 @@ from pytorch_lightning.utilities import rank_zero_only
 from synthset.tracking.store import ENV_VAR
 
 
-def last_logged_step(client: MlflowClient, run_id: str) -> int:
-    """Highest step of any metric of ``run_id`` (-1 when none): the resume high-water mark."""
+def last_logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """Per metric, the highest step ``run_id`` holds: the resume high-water marks.
+
+    One mark per metric, not one for the run: evaluation metrics logged after the last checkpoint
+    must not hide the training metrics between that checkpoint and the kill.
+    """
     run = client.get_run(run_id)
-    steps = [-1]
-    for key in run.data.metrics:
-        steps.extend(m.step for m in client.get_metric_history(run_id, key))
-    return max(steps)
+    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in run.data.metrics}
 
 
 class ResumableMLFlowLogger(MLFlowLogger):
     """Continues an existing run and drops re-computed metrics at steps it already holds.
 
     A killed run resumes from its last checkpoint, so the steps between that checkpoint and
-    the kill are computed again; their first values are already in the run and stay there.
+    the kill are computed again; their first values are already in the run and stay there. A value
+    is dropped only when the run already holds that metric at that step or later.
     """
 
     def __init__(self, *args: Any, resume_run_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, run_id=resume_run_id, **kwargs)
         self.resuming = resume_run_id is not None
-        self._skip_through_step = -1
+        self._logged_through: dict[str, int] = {}
         if self.resuming and rank_zero_only.rank == 0:  # other DDP ranks never log
-            self._skip_through_step = last_logged_step(self.experiment, resume_run_id)
+            self._logged_through = last_logged_steps(self.experiment, resume_run_id)
 
     @property
     def experiment(self) -> MlflowClient:
@@ -48,8 +50,10 @@ class ResumableMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if step is not None and step <= self._skip_through_step:
-            return
+        if step is not None and self._logged_through:
+            metrics = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
+            if not metrics:
+                return
         super().log_metrics(metrics, step)
 
     @rank_zero_only

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import synthset
+from synthset.plaindata import without_hydra_keys
 from synthset.tracking.runs import KIND_TAG, RUN_DIR_TAG
 from synthset.tracking.sweep import PARENT_TAG, parent_run_of_this_job
 
@@ -43,7 +44,10 @@ def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
 
 
 def config_as_params(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as a plain nested dict (Lightning's logger flattens it to ``a/b`` keys)."""
+    """The resolved config as plain data without Hydra's ``_target_`` keys (Lightning flattens it to ``a/b``).
+
+    This is what runs record and checkpoints carry: it describes the run and is never instantiated.
+    """
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("hydra", None)
-    return container
+    return without_hydra_keys(container)

@@ -1,4 +1,8 @@
-"""Find runs and their checkpoints: by id, ``latest`` or ``best`` (lowest eval/fid)."""
+"""Find runs and their checkpoints: by id, ``latest``, or ``best`` by the run's own selection metric.
+
+Run tags and artifacts are data: they choose among runs and locate files, never name code.
+``best`` compares only runs scored under one protocol (data, split, sample counts, extractor, size).
+"""
 
 from pathlib import Path
 
@@ -6,10 +10,11 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from synthset.errors import SynthsetError, require
+from synthset.metrics.protocol import PROTOCOL_TAG, SELECTION_METRIC_TAG, higher_is_better
+from synthset.models.checkpoint_format import CHECKPOINT_ARTIFACT_DIR
 
 RUN_DIR_TAG = "synthset.run_dir"
 KIND_TAG = "synthset.kind"  # train | generate: run_id=latest/best only consider training runs
-CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 
 
 def recent_runs_hint(client: MlflowClient, experiment_name: str, limit: int = 5) -> str:
@@ -22,24 +27,49 @@ def recent_runs_hint(client: MlflowClient, experiment_name: str, limit: int = 5)
     return "recent runs: " + ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in runs)
 
 
-def find_run(client: MlflowClient, experiment_name: str, run_ref: str, metric: str = "eval/fid") -> Run:
-    """Resolve ``run_ref``: a run id, ``latest`` (newest run) or ``best`` (lowest ``metric``)."""
+def training_runs(client: MlflowClient, experiment_name: str, run_ref: str, query: str = "", key: str = "run_id") -> list[Run]:
     experiment = client.get_experiment_by_name(experiment_name)
-    if run_ref in ("latest", "last", "best"):
-        require(experiment is not None, f"run_id={run_ref} found no experiment {experiment_name!r}; train a model first.")
-        order = [f"metrics.`{metric}` ASC"] if run_ref == "best" else ["attributes.start_time DESC"]
-        query = f"tags.`{KIND_TAG}` = 'train'" + (f" and metrics.`{metric}` >= 0" if run_ref == "best" else "")
-        runs = client.search_runs(
-            [experiment.experiment_id], filter_string=query, order_by=order, max_results=1
-        )
-        require(runs, f"run_id={run_ref} found no matching run in experiment {experiment_name!r}; "
-                + ("train with eval.every_n_steps set so runs carry eval/fid." if run_ref == "best" else "train a model first."))
+    require(experiment is not None, f"{key}={run_ref} found no experiment {experiment_name!r}; train a model first.")
+    filter_string = f"tags.`{KIND_TAG}` = 'train'" + (f" and {query}" if query else "")
+    return client.search_runs([experiment.experiment_id], filter_string=filter_string,
+                              order_by=["attributes.start_time DESC"], max_results=10_000)
+
+
+def best_run(client: MlflowClient, experiment_name: str) -> tuple[Run, str]:
+    """The best training run among those scored like the newest scored one, and how it was chosen.
+
+    Runs scored on other data, splits, sample counts or extractors are not comparable and are left out.
+    """
+    scored = [r for r in training_runs(client, experiment_name, "best", f"tags.`{SELECTION_METRIC_TAG}` != ''")
+              if r.data.metrics.get(r.data.tags.get(SELECTION_METRIC_TAG, ""), None) is not None]
+    require(scored, f"run_id=best found no training run with a selection metric in experiment {experiment_name!r}; "
+            "train with eval.every_n_steps set (or use run_id=latest or run_id=<id>).")
+    newest = scored[0].data.tags
+    group = [r for r in scored if all(r.data.tags.get(t) == newest.get(t) for t in (SELECTION_METRIC_TAG, PROTOCOL_TAG))]
+    metric = newest[SELECTION_METRIC_TAG]
+    pick = max if higher_is_better(metric) else min
+    best = pick(group, key=lambda r: r.data.metrics[metric])
+    how = (f"run_id=best: {best.info.run_name} ({best.info.run_id}), {metric}={best.data.metrics[metric]:.4f}, the best "
+           f"of {len(group)} run(s) scored on [{newest.get(PROTOCOL_TAG)}]"
+           + (f"; {len(scored) - len(group)} run(s) under other protocols were not compared" if len(group) < len(scored) else ""))
+    return best, how
+
+
+def find_run(client: MlflowClient, experiment_name: str, run_ref: str, key: str = "run_id") -> Run:
+    """Resolve ``run_ref`` (given as ``key=...``): a run id, ``latest`` (newest training run) or ``best``."""
+    if run_ref == "best":
+        run, how = best_run(client, experiment_name)
+        print(how)
+        return run
+    if run_ref in ("latest", "last"):
+        runs = training_runs(client, experiment_name, run_ref, key=key)
+        require(runs, f"{key}={run_ref} found no training run in experiment {experiment_name!r}; train a model first.")
         return runs[0]
     try:
         return client.get_run(run_ref)
     except Exception:
         raise SynthsetError(
-            f"run_id={run_ref} is not a run in this MLflow store; {recent_runs_hint(client, experiment_name)}."
+            f"{key}={run_ref} is not a run in this MLflow store; {recent_runs_hint(client, experiment_name)}."
         ) from None
 
 

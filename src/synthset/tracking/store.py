@@ -28,6 +28,16 @@ def default_artifact_location(tracking_uri: str, output_dir: str | Path) -> str 
     return None
 
 
+def require_existing_store(tracking_uri: str) -> None:
+    """For commands that read runs: a local store must already exist (opening one must not create it)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db_path.is_file():
+            raise SynthsetError(f"there is no MLflow store at {db_path} yet; train a model first, or point "
+                                f"{ENV_VAR} (or tracking.uri) at the store that holds the run.")
+    ensure_store(tracking_uri)
+
+
 def ensure_store(tracking_uri: str) -> None:
     """Create/upgrade a sqlite store or check that a server answers, in this one process.
 

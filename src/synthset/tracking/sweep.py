@@ -15,8 +15,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from synthset.cli import report_errors
-from synthset.errors import require
+from synthset.errors import report_errors, require
 from synthset.tracking.runs import KIND_TAG
 from synthset.tracking.store import default_artifact_location, ensure_store, tracking_uri_for
 
@@ -47,7 +46,7 @@ def check_sweepable(cfg: DictConfig, choices: Any) -> None:
     )
     require(
         choices.get("hydra/sweeper") != "optuna" or cfg.eval.every_n_steps > 0,
-        f"sweep=optuna minimizes the final eval/fid, but eval.every_n_steps={cfg.eval.every_n_steps} turns "
+        f"sweep=optuna minimizes the final eval/val/fid, but eval.every_n_steps={cfg.eval.every_n_steps} turns "
         "evaluation off; set eval.every_n_steps to a positive number such as 500.",
     )
 
@@ -79,10 +78,10 @@ def sweep_params(overrides: list[str]) -> dict[str, str]:
 
 
 def monitored_metric(cfg: DictConfig) -> str:
-    """``eval/fid``, or the named proxy when FID is computed with another extractor."""
-    from synthset.metrics.naming import metric_name
+    """``eval/val/fid`` by default: the selection split, and FID or its named proxy (or ``eval.monitor``)."""
+    from synthset.metrics.protocol import monitored_key
 
-    return "eval/" + metric_name("fid", cfg.metrics.fid_extractor)
+    return f"eval/{cfg.eval.reference_split}/{monitored_key(cfg.eval.monitor, cfg.metrics.fid_extractor)}"
 
 
 class MLflowSweepCallback(Callback):
@@ -142,7 +141,9 @@ def summarize_sweep(client, parent_id: str, metric: str, sweep_dir: Path) -> Non
     )
     scored = [c for c in children if metric in c.data.metrics]
     if scored:
-        best = min(scored, key=lambda c: c.data.metrics[metric])
+        from synthset.metrics.protocol import higher_is_better
+
+        best = (max if higher_is_better(metric) else min)(scored, key=lambda c: c.data.metrics[metric])
         client.log_metric(parent_id, f"best/{metric}", best.data.metrics[metric])
         client.set_tag(parent_id, BEST_RUN_TAG, best.info.run_id)
         client.set_tag(parent_id, "synthset.best_run_name", best.info.run_name)

@@ -6,15 +6,22 @@ utility run resumes where it stopped and real-only baselines are shared between 
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from synthset.data.datamodule import fingerprint
-from synthset.generation.writers import atomic_write_bytes
-from synthset.metrics.classifier import RECIPE, ReferenceClassifier, fit_classifier
+from synthset.atomic import atomic_write_text
+from synthset.data.datamodule import ImageDataModule, fingerprint
+from synthset.metrics.classifier import (
+    ClassifierRecipe,
+    ReferenceClassifier,
+    fit_classifier,
+    load_classifier,
+    recipe_for,
+    save_classifier,
+)
 from synthset.utility.protocols import Protocol
 
 
@@ -76,28 +83,39 @@ class ProtocolResult:
         return torch.tensor(self.class_accuracies).mean(0).tolist()
 
 
-def confusion_matrix(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return torch.bincount(true * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
-
-
 class ProtocolTrainer:
-    """Fits and scores classifiers with one budget (``steps`` x ``batch_size``) for every protocol."""
+    """Fits and scores classifiers with one recipe for every protocol: same budget, same val-based stopping."""
 
-    def __init__(self, test_images: torch.Tensor, test_labels: torch.Tensor, num_classes: int, steps: int,
-                 batch_size: int, cache_dir: Path) -> None:
-        self.test_images, self.test_labels = test_images, test_labels
-        self.num_classes, self.steps, self.batch_size = num_classes, steps, batch_size
+    def __init__(self, test: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], num_classes: int,
+                 recipe: ClassifierRecipe, cache_dir: Path) -> None:
+        self.test_images, self.test_labels = test
+        self.val = val
+        self.num_classes, self.recipe = num_classes, recipe
         self.cache_dir = Path(cache_dir)
-        self.test_key = fingerprint(test_images, test_labels)
+        self.test_key = fingerprint(*test)
+        self.val_key = fingerprint(*val)
+
+    @classmethod
+    def for_datamodule(cls, datamodule: ImageDataModule, steps: int, batch_size: int, cache_dir: Path,
+                       augment: bool = True) -> "ProtocolTrainer":
+        """Tests on the real test split; stops on the real val split (selection), never the other way round."""
+        recipe = recipe_for(datamodule, steps, batch_size, augment)
+        val = datamodule.split("val")
+        return cls(datamodule.split("test"), val if len(val[0]) else datamodule.split("train"), datamodule.num_classes,
+                   recipe, cache_dir)
+
+    @property
+    def augment_name(self) -> str:
+        parts = [f"pad-and-crop {self.recipe.crop_padding} px"] if self.recipe.crop_padding else []
+        return " + ".join(parts + (["horizontal flips"] if self.recipe.flip else [])) or "none"
 
     def cache_path(self, data: TrainingSet, seed: int) -> Path:
-        key = {**data.key(), "test": self.test_key, "steps": self.steps, "batch_size": self.batch_size,
-               "seed": seed, "recipe": RECIPE}
+        key = {**data.key(), "test": self.test_key, "val": self.val_key, "recipe": self.recipe.key(), "seed": seed}
         return self.cache_dir / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
 
     def fit(self, data: TrainingSet, seed: int) -> ReferenceClassifier:
         images, labels, weights = data.tensors()
-        return fit_classifier(images, labels, self.num_classes, self.steps, seed, self.batch_size, weights=weights)
+        return fit_classifier(images, labels, self.num_classes, self.recipe, seed, self.val, weights=weights)
 
     def score(self, data: TrainingSet, seed: int) -> dict:
         """Accuracy and confusion on the real test split; loaded from the cache when this exact run exists."""
@@ -105,22 +123,18 @@ class ProtocolTrainer:
         if path.is_file():
             return json.loads(path.read_text())
         model = self.fit(data, seed)
-        confusion = confusion_matrix(model.predict_labels(self.test_images), self.test_labels, self.num_classes)
+        confusion = multiclass_confusion_matrix(model.predict_labels(self.test_images), self.test_labels, self.num_classes)
         result = {"accuracy": float(confusion.diag().sum() / confusion.sum()),
                   "class_accuracy": (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist(),
-                  "confusion": confusion.tolist()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path.with_suffix(".pt.tmp"))
-        os.replace(path.with_suffix(".pt.tmp"), path.with_suffix(".pt"))
-        atomic_write_bytes(path, json.dumps(result).encode())
+                  "confusion": confusion.tolist(), "val_accuracy": model.best_accuracy}
+        save_classifier(model, path.with_suffix(".pt"))
+        atomic_write_text(path, json.dumps(result))
         return result
 
     def classifier(self, data: TrainingSet, seed: int) -> ReferenceClassifier:
         """The (cached) classifier behind ``score(data, seed)``."""
         self.score(data, seed)
-        model = ReferenceClassifier(self.test_images.size(1), self.num_classes)
-        model.load_state_dict(torch.load(self.cache_path(data, seed).with_suffix(".pt"), weights_only=True))
-        return model.eval()
+        return load_classifier(self.cache_path(data, seed).with_suffix(".pt"), self.test_images.size(1), self.num_classes)
 
     def run(self, protocol: Protocol, data: TrainingSet, seeds: list[int]) -> ProtocolResult:
         result = ProtocolResult(protocol, data.num_real, data.num_synthetic)

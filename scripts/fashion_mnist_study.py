@@ -1,0 +1,222 @@
+"""What synthetic Fashion-MNIST buys a classifier: the study behind README's results table.
+
+    python scripts/fashion_mnist_study.py                 # every row (hours on 2 CPU cores; resumable)
+    python scripts/fashion_mnist_study.py --only fmnist_cgan fmnist_vae   # some rows
+    python scripts/fashion_mnist_study.py --table         # print the table from the cached rows
+
+Every step is cached under ``--root`` (default ``outputs/study``): a generator run is found again by
+its run name in the study's MLflow store, a dataset by its folder, and each row's numbers in
+``rows/<name>.json``. Kill it at any point and run it again: it goes on where it stopped.
+
+Per recipe (a conditional generator trained with ``experiment=<recipe>``):
+- FID on TF-Inception pool3, 2,000 generated vs 2,000 real test images at 32 px (the protocol's
+  real-vs-real floor is its own row), GAN-test and within-class diversity on the same images;
+- CAS: the reference classifier trained on 60,000 synthetic images, tested on the 10,000 real test
+  images; real+synthetic; mean ± std over ``--seeds`` classifier seeds;
+- low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
+  data (same data.seed, so no leakage) with DiffAugment.
+The ablation rows train each lever off in turn at a shorter budget and report GAN-test, diversity and CAS.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+DIFFAUGMENT = "model.diffaugment=[color,translation,cutout]"
+# name -> (training overrides, data fraction); every recipe is conditional and trained on Fashion-MNIST.
+GENERATORS: dict[str, list[str]] = {
+    "fmnist_cgan": ["experiment=fmnist_cgan"],
+    "fmnist_vae": ["experiment=fmnist_vae"],
+    "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000"],
+    "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000"],
+    # Ablation at 6,000 batches each: the plain conditional DCGAN, then one lever added at a time.
+    "ablation:dcgan_bce": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "trainer.max_steps=12000"],
+    "ablation:+cbn": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "model.g_conditioning=cbn",
+                      "trainer.max_steps=12000"],
+    "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=12000"],
+    "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=12000"],
+}
+SYNTHETIC_IMAGES = 60_000
+FID_IMAGES = 2_000
+
+
+def compose(config: str, overrides: list[str], root: Path):
+    from synthset.config import compose_config
+
+    return compose_config(config, overrides, root)
+
+
+def generator_run(name: str, root: Path) -> str:
+    """The finished training run of this recipe in the study store, trained now if there is none."""
+    from mlflow.tracking import MlflowClient
+
+    from synthset.pipelines.train import run_training
+
+    client = MlflowClient(f"sqlite:///{root / 'outputs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("study")
+    if experiment is not None:
+        found = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}' and "
+                                   "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+        if found:
+            return found[0].info.run_id
+    print(f"[study] training {name} (the longest step; kill and rerun to continue from its last checkpoint)")
+    cfg = compose("train", [*GENERATORS[name], "tracking.experiment=study", f"logger.run_name={name}",
+                            "trainer.enable_progress_bar=false"], root)
+    cfg.paths.run_dir = str(root / "runs" / name.replace(":", "_").replace("@", "_at_"))
+    return run_training(cfg).run_id
+
+
+def is_ablation(name: str) -> bool:
+    return name.startswith("ablation:")
+
+
+def dataset(name: str, run_id: str, root: Path) -> Path:
+    """60,000 balanced images in npz shards, with a card scoring 2,000 of them against 2,000 test images.
+
+    Ablation rows skip the TF-Inception FID (7 minutes each on CPU); GAN-test and diversity are always measured.
+    """
+    from synthset.pipelines.generate import generate
+
+    out = root / "datasets" / name.replace(":", "_").replace("@", "_at_")
+    if (out / "synthset.json").is_file():
+        return out
+    return generate(compose("generate", [f"run_id={run_id}", "tracking.experiment=study", f"out={out}", "format=npz",
+                                         f"num_samples={SYNTHETIC_IMAGES}", "shard_size=5000", "overwrite=true",
+                                         f"card.eval_samples={FID_IMAGES}", f"card.reference_samples={FID_IMAGES}",
+                                         f"card.fidelity={str(not is_ablation(name)).lower()}",
+                                         "metrics.is_extractor=none"], root))
+
+
+def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root: Path) -> dict[str, float]:
+    from synthset.pipelines.utility import utility
+
+    if is_ablation(name):
+        protocols, seeds = ["synthetic"], 1
+    else:
+        protocols = ["synthetic", "real+synthetic"] if fraction is None else [f"real@{fraction:g}+synthetic"]
+    fractions = f"[{fraction:g}]" if fraction is not None else "[1.0]"
+    utility(compose("evaluate", ["task=utility", f"dataset={out}", "tracking.experiment=study", f"utility.seeds={seeds}",
+                                 f"utility.real_fractions={fractions}", f"utility.protocols=[{','.join(protocols)}]"], root))
+    card = json.loads((out / "synthset.json").read_text())
+    return {p["name"]: {"mean": p["mean"], "std": p["std"], "leaky": p["leaky"]} for p in card["utility"]["protocols"]}
+
+
+def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
+    run_id = generator_run(name, root)
+    out = dataset(name, run_id, root)
+    card = json.loads((out / "synthset.json").read_text())
+    fraction = card["source"]["data_config"]["fraction"]
+    quality = card["quality"]
+    return {"name": name, "run_id": run_id, "dataset": str(out), "fraction": fraction,
+            "quality": quality["metrics"], "protocol": quality["protocol"],
+            "utility": utility_rows(name, out, None if fraction == 1.0 else fraction, seeds, root),
+            "training_minutes": training_minutes(run_id, root)}
+
+
+def training_minutes(run_id: str, root: Path) -> float:
+    from mlflow.tracking import MlflowClient
+
+    info = MlflowClient(f"sqlite:///{root / 'outputs' / 'mlflow.db'}").get_run(run_id).info
+    return round((info.end_time - info.start_time) / 60_000, 1)
+
+
+def real_floor_row(root: Path) -> dict[str, Any]:
+    """FID of 2,000 real training images against the 2,000 real test images: the protocol's floor."""
+    from omegaconf import OmegaConf
+
+    from synthset.data.datamodule import datamodule_from_record
+    from synthset.metrics.evaluation import score_images
+    from synthset.metrics.fidelity import MetricSettings
+
+    cfg = compose("train", ["data=fashion_mnist"], root)
+    datamodule = datamodule_from_record(OmegaConf.to_container(cfg.data, resolve=True))
+    images, labels = datamodule.split("train")
+    settings = MetricSettings(**{**OmegaConf.to_container(cfg.metrics, resolve=True), "is_extractor": "none"})
+    metrics, protocol = score_images(images[:FID_IMAGES], labels[:FID_IMAGES], datamodule, "test", settings,
+                                     max_reference=FID_IMAGES)
+    return {"name": "real-vs-real", "quality": metrics, "protocol": protocol}
+
+
+def cached(name: str, root: Path, make) -> dict[str, Any]:
+    path = root / "rows" / f"{name.replace(':', '_').replace('@', '_at_')}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    row = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=1, default=float))
+    return row
+
+
+def percent(cell: dict | None) -> str:
+    return "not measured" if cell is None else f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f} %"
+
+
+def main_table(rows: dict[str, dict]) -> list[str]:
+    lines = ["| generator (trained on) | training | FID 2k vs 2k test | GAN-test | diversity (pixel std ratio / class coverage) "
+             "| CAS (60k synthetic) | real+synthetic | real@f | real@f+synthetic |", "|" + "---|" * 9]
+    real = rows.get("real-vs-real")
+    if real:
+        lines.append(f"| real training images (the protocol's floor) | | {real['quality']['fid']:.2f} | | | | | | |")
+    for name, row in rows.items():
+        if name == "real-vs-real" or is_ablation(name):
+            continue
+        q, u, f = row["quality"], row["utility"], row["fraction"]
+        low = f"real@{f:g}"
+        lines.append(
+            f"| `{name}` ({f:.0%} of train) | {row['training_minutes']} min | {q.get('fid', float('nan')):.2f} | "
+            f"{100 * q['gan_test']:.1f} % | {q['pixel_std_ratio']:.2f} / {q['class_coverage']:.2f} | "
+            f"{percent(u.get('synthetic')) if f == 1 else ''} | {percent(u.get('real+synthetic')) if f == 1 else ''} | "
+            f"{percent(u.get(low)) if f < 1 else ''} | {percent(u.get(low + '+synthetic')) if f < 1 else ''} |")
+    baseline = next((row["utility"]["real"] for row in rows.values() if "real" in row.get("utility", {})), None)
+    return [*lines, "", f"Real-only classifier (same recipe, all 58,800 training images): {percent(baseline)}."]
+
+
+def ablation_table(rows: dict[str, dict]) -> list[str]:
+    lines = ["| lever added (6,000 batches each) | GAN-test | pixel std ratio | class coverage | CAS (1 seed) |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        if is_ablation(name):
+            q = row["quality"]
+            lines.append(f"| {name.removeprefix('ablation:')} | {100 * q['gan_test']:.1f} % | {q['pixel_std_ratio']:.2f} | "
+                         f"{q['class_coverage']:.2f} | {percent(row['utility'].get('synthetic'))} |")
+    return lines if len(lines) > 2 else []
+
+
+def table(rows: dict[str, dict]) -> str:
+    ablation = ablation_table(rows)
+    return "\n".join(main_table(rows) + (["", *ablation] if ablation else []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=REPO / "outputs" / "study")
+    parser.add_argument("--only", nargs="*", default=None, help="recipe names (default: all, then the real floor)")
+    parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per protocol (mean ± std)")
+    parser.add_argument("--table", action="store_true", help="only print the table of the cached rows")
+    args = parser.parse_args()
+    from synthset.cli import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    names = args.only or [*GENERATORS, "real-vs-real"]
+    rows: dict[str, dict] = {}
+    for name in names:
+        path = args.root / "rows" / f"{name.replace(':', '_').replace('@', '_at_')}.json"
+        if args.table:
+            if path.is_file():
+                rows[name] = json.loads(path.read_text())
+            continue
+        make = (lambda: real_floor_row(args.root)) if name == "real-vs-real" else (
+            lambda n=name: recipe_row(n, args.seeds, args.root))
+        rows[name] = cached(name, args.root, make)
+        print(f"[study] row {name} done")
+    text = table(rows)
+    (args.root / "results.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Human review: people judge realism (HYPE) and curate a synthetic dataset; verdicts in review.sqlite."""
