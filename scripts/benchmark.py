@@ -393,12 +393,12 @@ def main() -> None:
         out = Path(tmp)
         results = {"machine": machine(), "pairing": dict(PAIRING), "train": {}}
         for name in args.models.split(","):
-            results["train"][name] = bench_train(name, 20 if args.quick else 300, out, profile=args.profile)
+            results["train"][name] = bench_train(name, 12 if args.quick else 300, out, profile=args.profile)
             print(f"train_overhead_ratio.{name} = {ratio_cell(results['train'][name])}", flush=True)
         fastest = max(statistics.median(r["candidate"]) for r in results["train"].values())
         results["loader"] = bench_data_loader(40 if args.quick else 400, fastest, out)
-        results["eval"] = bench_eval(8 if args.quick else 64, 8 if args.quick else 64, out)
-        sizes = dict(n=200, growth=(500, 5000), rss=(500, 3000)) if args.quick else dict(
+        results["eval"] = bench_eval(4 if args.quick else 64, 4 if args.quick else 64, out)
+        sizes = dict(n=200, growth=(500, 2000), rss=(200, 600)) if args.quick else dict(
             n=10000, growth=(20000, 200000), rss=(1000, 20000))
         results["generate"] = bench_generate(**sizes, out=out, profile=args.profile)
     results["summary"] = {

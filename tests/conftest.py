@@ -189,3 +189,12 @@ def learned_run(tmp_path_factory: pytest.TempPathFactory, store_template: Path) 
     cfg = compose_config("train", LEARNED, root)
     cfg.paths.run_dir = str(root / "outputs" / "runs" / "learned")
     return root, run_training(cfg).run_id
+
+
+@pytest.fixture(scope="session")
+def readme_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path):
+    """One project where every README command line ran, in order: (root, outcomes)."""
+    from tests.readme_commands import run_readme_commands
+
+    root = with_store(tmp_path_factory.mktemp("readme-project"), store_template)
+    return root, run_readme_commands(root)

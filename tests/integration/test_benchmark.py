@@ -32,8 +32,8 @@ def assert_consistent(ratio: dict, pairs: int, higher_is_better: bool = True) ->
 
 
 def test_quick_benchmark_reports_every_ratio_with_its_interval() -> None:
-    report = run_script(str(REPO / "scripts" / "benchmark.py"), "--quick", "--json")
-    for name in ("dcgan", "wgan", "vae"):
+    report = run_script(str(REPO / "scripts" / "benchmark.py"), "--quick", "--json", "--models", "dcgan,vae")
+    for name in ("dcgan", "vae"):
         assert_consistent(report["train"][name], 2)
     assert_consistent(report["eval"]["eval_warm_speedup"], 2, higher_is_better=False)
     assert_consistent(report["eval"]["eval_vs_fidelity"], 2, higher_is_better=False)
@@ -41,7 +41,7 @@ def test_quick_benchmark_reports_every_ratio_with_its_interval() -> None:
         assert_consistent(report["generate"]["vs_baseline"][fmt], 2)
     for fmt in ("npz", "imagefolder"):
         growth = report["generate"]["time_growth"][fmt]
-        small, large = (growth["seconds_per_image"][k] for k in ("500", "5000"))
+        small, large = (growth["seconds_per_image"][k] for k in ("500", "2000"))
         assert growth["growth"] == pytest.approx(large / small)
     summary = report["summary"]
     assert summary["generate_time_growth"].keys() == {"npz", "imagefolder"}

@@ -113,7 +113,7 @@ def test_unwritable_output_is_refused(session_runs, tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_generation_then_rerun_gives_the_uninterrupted_result(session_runs, tmp_path: Path) -> None:
-    args = [str(REPO / "generate.py"), f"run_id={session_runs.run_ids['dcgan']}", "num_samples=2000", "shard_size=100",
+    args = [str(REPO / "generate.py"), f"run_id={session_runs.run_ids['dcgan']}", "num_samples=3000", "shard_size=100",
             "format=npz", "progress=false", "card.eval_samples=0", "memorization.enabled=false", "num_workers=1"]
     env = {**os.environ, "SYNTHSET_ROOT": str(session_runs.root)}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -125,12 +125,12 @@ def test_sigkill_mid_generation_then_rerun_gives_the_uninterrupted_result(sessio
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list((killed / ".manifest").glob("shard-*.json"))) >= 2:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     partial = {int(p.stem.split("-")[1]): json.loads(p.read_text())["entry"] for p in (killed / ".manifest").glob("*.json")}
-    assert 2 <= len(partial) < 20 and not json.loads((killed / "manifest.json").read_text())["complete"]
+    assert 2 <= len(partial) < 30 and not json.loads((killed / "manifest.json").read_text())["complete"]
 
     for out in (killed, tmp_path / "uninterrupted"):
         done = subprocess.run([*[sys.executable], *args, f"out={out}"], env=env, cwd=session_runs.root,

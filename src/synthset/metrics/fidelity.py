@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from synthset.errors import require
 from synthset.metrics.extractors import (
@@ -14,6 +15,7 @@ from synthset.metrics.extractors import (
     EXTRACTORS,
     INCEPTION_COMPAT,
     INCEPTION_TF,
+    CountingExtractor,
     register_extractors,
 )
 from synthset.metrics.naming import metric_name
@@ -108,19 +110,27 @@ def kid_subset_size(settings: MetricSettings, n_fake: int, n_real: int) -> int:
 
 
 def run_fidelity(settings: MetricSettings, **kwargs) -> dict[str, float]:
+    """torch-fidelity with its own per-batch output off; one bar counts the images our extractors see."""
     register_extractors()
     os.makedirs(settings.cache_dir, exist_ok=True)
-    return torch_fidelity.calculate_metrics(
-        cuda=torch.cuda.is_available(),
-        batch_size=settings.batch_size,
-        cache_root=settings.cache_dir,
-        verbose=settings.progress,
-        datasets_download=False,
-        samples_shuffle=False,
-        # In-process loading: images are already in memory, and worker processes cost more than they save.
-        save_cpu_ram=True,
-        **kwargs,
-    )
+    bar = tqdm(desc=f"features ({kwargs.get('feature_extractor')})", unit="img", disable=not settings.progress,
+               leave=False)
+    CountingExtractor.progress = bar
+    try:
+        return torch_fidelity.calculate_metrics(
+            cuda=torch.cuda.is_available(),
+            batch_size=settings.batch_size,
+            cache_root=settings.cache_dir,
+            verbose=False,
+            datasets_download=False,
+            samples_shuffle=False,
+            # In-process loading: images are already in memory, and worker processes cost more than they save.
+            save_cpu_ram=True,
+            **kwargs,
+        )
+    finally:
+        CountingExtractor.progress = None
+        bar.close()
 
 
 def compute_metrics(

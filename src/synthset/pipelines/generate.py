@@ -162,7 +162,9 @@ def generate_as(cfg: DictConfig, ranks: Ranks) -> Path:
     source.model.to(device_for(str(cfg.get("device", "cpu")), ranks))
 
     # Everything that can refuse has run: only now does the output folder come into being.
-    out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / f"{source.name}-{spec.format}-{spec.num_samples}")
+    # The default folder names the spec: another spec gets another folder, the same spec resumes.
+    default = f"{source.name}-{spec.format}-{spec.num_samples}-{spec.digest()[:8]}"
+    out = Path(cfg.out or Path(cfg.paths.output_dir) / "datasets" / default)
     with main_first(ranks):
         manifest = (prepare_output(out, spec.to_dict(), spec.digest(), class_names, bool(cfg.overwrite), data_files_of(out))
                     if ranks.is_main else Manifest.load_with_records(out))

@@ -90,18 +90,20 @@ def explicit_overrides(prefixes: tuple[str, ...]) -> list[str]:
     return [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").startswith(prefixes)]
 
 
-def check_same_model(stored: dict[str, Any], cfg: DictConfig) -> None:
-    """Model overrides given with ``resume`` must agree with the checkpoint: name and every stored hyperparameter."""
+def check_same_model(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]) -> None:
+    """Model overrides given with ``resume`` must agree with the checkpoint, key by key."""
     hparams = stored.get("hyper_parameters", {})
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    require(hparams.get("name") == model_cfg.get("name"),
-            f"resume=... points at a run of model {hparams.get('name')!r}, but this command trains model={model_cfg.get('name')}; "
-            f"drop the model override (resume continues the run's own model) or resume another run.")
-    for key, value in hparams.items():
-        ours = model_cfg.get(key, value)
-        if key not in ("num_classes", "class_names") and list_or_value(ours) != list_or_value(value):
-            raise SynthsetError(f"resume=... points at a run trained with model.{key}={value!r}, but this command has "
-                                f"model.{key}={ours!r}; drop the override (resume continues the run's own model).")
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        field = "name" if key == "model" else key.removeprefix("model.")
+        ours, theirs = model_cfg.get(field), hparams.get(field)
+        if field == "name":
+            require(ours == theirs, f"resume=... points at a run of model {theirs!r}, but this command trains model={ours}; "
+                    "drop the model override (resume continues the run's own model) or resume another run.")
+        elif list_or_value(ours) != list_or_value(theirs):
+            raise SynthsetError(f"resume=... points at a run trained with model.{field}={theirs!r}, but this command has "
+                                f"model.{field}={ours!r}; drop the override (resume continues the run's own model).")
 
 
 def list_or_value(value: Any) -> Any:
@@ -110,8 +112,7 @@ def list_or_value(value: Any) -> Any:
 
 def adopt_stored_run(cfg: DictConfig, stored: dict[str, Any], model_class: type) -> None:
     """Continue the run as it was: its model (through the registry) and its data record replace the defaults."""
-    if explicit_overrides(("model",)):
-        check_same_model(stored, cfg)
+    check_same_model(stored, cfg, explicit_overrides(("model",)))
     hparams = {k: v for k, v in stored["hyper_parameters"].items() if k not in ("num_classes", "class_names")}
     stored_data = (stored.get(RUN_CONFIG_KEY) or {}).get("data")
     require(isinstance(stored_data, dict) and "source" in stored_data,

@@ -58,7 +58,18 @@ def inside(folder: Path, requested: str) -> Path | None:
 
 def create_app(data: ReviewData, store: VerdictStore, token: str | None = None) -> FastAPI:
     app = FastAPI(title=f"synthset review: {data.name}", docs_url=None, redoc_url=None, openapi_url=None)
+    add_token_check(app, token)
+    add_realism_routes(app, data, store)
+    add_curation_routes(app, data, store)
+    add_file_routes(app, data)
+    return app
 
+
+def page(request: Request, data: ReviewData, template: str, **context) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, template, {"data": data, **context})
+
+
+def add_token_check(app: FastAPI, token: str | None) -> None:
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         if token is None:
@@ -70,12 +81,13 @@ def create_app(data: ReviewData, store: VerdictStore, token: str | None = None) 
         response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
-    def page(request: Request, template: str, **context) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, template, {"data": data, **context})
+
+def add_realism_routes(app: FastAPI, data: ReviewData, store: VerdictStore) -> None:
+    """The start page and the realism trials: one image at a time, answered real or fake."""
 
     @app.get("/", response_class=HTMLResponse)
     def start(request: Request) -> HTMLResponse:
-        return page(request, "start.html", realism=data.real_png is not None)
+        return page(request, data, "start.html", realism=data.real_png is not None)
 
     @app.post("/start")
     def begin(rater: str = Form(...), mode: str = Form(...)) -> Response:
@@ -100,21 +112,25 @@ def create_app(data: ReviewData, store: VerdictStore, token: str | None = None) 
         if position >= info["trials"]:
             answers = store.session_answers(session)
             right = sum(kind == answer for kind, answer in answers)
-            return page(request, "done.html", info=info, right=right, total=len(answers))
+            return page(request, data, "done.html", info=info, right=right, total=len(answers))
         trial = store.trial(session, position)
-        return page(request, "realism.html", info=info, session=session, trial=trial, position=position)
+        return page(request, data, "realism.html", info=info, session=session, trial=trial, position=position)
 
     @app.post("/realism/{session}/{position}")
     def answer(session: int, position: int, answer: str = Form(...)) -> Response:
         store.answer(session, position, answer)
         return RedirectResponse(f"/realism/{session}", status_code=303)
 
+
+def add_curation_routes(app: FastAPI, data: ReviewData, store: VerdictStore) -> None:
+    """Per-class pages of generated images, each marked ok / wrong class / defective."""
+
     @app.get("/curation", response_class=HTMLResponse)
     def curation(request: Request, rater: str, label: int = -1, page_number: int = 0) -> Response:
         items = [i for i, lab in enumerate(data.generated_labels) if label < 0 or lab == label]
         shown = items[page_number * PER_PAGE : (page_number + 1) * PER_PAGE]
         verdicts = VERDICTS if data.class_names else tuple(v for v in VERDICTS if v != "wrong_class")
-        return page(request, "curation.html", rater=rater, label=label, items=shown, page_number=page_number,
+        return page(request, data, "curation.html", rater=rater, label=label, items=shown, page_number=page_number,
                     pages=max(1, -(-len(items) // PER_PAGE)), given=store.verdicts_of(rater), verdicts=verdicts)
 
     @app.post("/curation/verdict")
@@ -124,6 +140,10 @@ def create_app(data: ReviewData, store: VerdictStore, token: str | None = None) 
             return refusal(400, f"verdict {verdict!r} on image {item} is not one this page offers.")
         store.curate(rater.strip()[:80], item, data.generated_labels[item], verdict)
         return JSONResponse({"item": item, "verdict": verdict})
+
+
+def add_file_routes(app: FastAPI, data: ReviewData) -> None:
+    """Images by index from memory, and files inside the dataset folder (nothing outside it)."""
 
     @app.get("/image/{kind}/{item}")
     def image(kind: str, item: int) -> Response:
@@ -138,5 +158,3 @@ def create_app(data: ReviewData, store: VerdictStore, token: str | None = None) 
         if path is None:
             return refusal(403, f"{requested!r} is not a file inside the dataset folder; only files inside it are served.")
         return FileResponse(path)
-
-    return app

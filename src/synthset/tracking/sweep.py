@@ -6,7 +6,6 @@ folder, where every job finds it (local, joblib, submitit and SLURM jobs alike).
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from synthset.atomic import atomic_write_text
 from synthset.errors import report_errors, require
 from synthset.tracking.runs import KIND_TAG
 from synthset.tracking.store import default_artifact_location, ensure_store, tracking_uri_for
@@ -116,10 +116,7 @@ class MLflowSweepCallback(Callback):
             client.log_param(run.info.run_id, key, value)
         for key, value in (config.hydra.sweeper.get("params") or {}).items():
             client.log_param(run.info.run_id, f"search/{key}", str(value)[:500])
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        temporary = sweep_dir / f".{PARENT_RUN_FILE}.tmp"
-        temporary.write_text(json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}))
-        os.replace(temporary, sweep_dir / PARENT_RUN_FILE)
+        atomic_write_text(sweep_dir / PARENT_RUN_FILE, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}))
         print(f"MLflow sweep run: {run.info.run_id} ({name[:MAX_RUN_NAME]}); jobs are its children.")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
