@@ -59,13 +59,14 @@ def plain_loop(model, batches) -> int:
             seen += len(batch[0])
         return seen
     opt_g, opt_d = model.configure_optimizers()
-    G, D, h = model.generator, model.discriminator, model.hparams
+    # The module's own compiled wrappers (the networks themselves when compile is off); the penalty uses plain D.
+    G, D, h = model.compiled_network("generator"), model.compiled_network("discriminator"), model.hparams
     for i, (real, labels) in enumerate(batches):
         labels = labels if model.num_classes else None
         fake = G(torch.randn(real.size(0), model.latent_dim, device=real.device), labels)
         d_loss = model.discriminator_loss(D(real, labels), D(fake.detach(), labels))
         if h.gp_weight:
-            d_loss = d_loss + h.gp_weight * gradient_penalty(lambda x, y=labels: D(x, y), real, fake.detach())
+            d_loss = d_loss + h.gp_weight * gradient_penalty(lambda x, y=labels: model.discriminator(x, y), real, fake.detach())
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -80,7 +81,11 @@ def plain_loop(model, batches) -> int:
 
 
 class SteadyStateTimer:
-    """Wall time from the start of batch ``warmup`` to the end of the last batch: throughput without set-up."""
+    """Wall time from the start of batch ``warmup`` to the end of the last batch: throughput without set-up.
+
+    Batches are counted across epochs (Lightning's ``batch_idx`` restarts every epoch), and on a GPU the
+    queued work is waited for at both ends, so the span covers the work and nothing else.
+    """
 
     def __init__(self, warmup: int) -> None:
         import pytorch_lightning as pl
@@ -89,14 +94,29 @@ class SteadyStateTimer:
 
         class Callback(pl.Callback):
             def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-                if batch_idx == timer.warmup:
-                    timer.start = time.perf_counter()
+                if timer.seen == timer.warmup:
+                    timer.start = timer.now()
 
             def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-                timer.end, timer.batches = time.perf_counter(), batch_idx + 1 - timer.warmup
+                timer.seen += 1
 
-        self.warmup, self.start, self.end, self.batches = warmup, 0.0, 0.0, 0
+            def on_train_epoch_end(self, trainer, module) -> None:
+                timer.end = timer.now()  # the last epoch's end is the last batch's end (no validation runs)
+
+        self.warmup, self.seen, self.start, self.end = warmup, 0, 0.0, 0.0
         self.callback = Callback()
+
+    @staticmethod
+    def now() -> float:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    @property
+    def batches(self) -> int:
+        return self.seen - self.warmup
 
     def images_per_s(self, batch_size: int) -> float:
         return self.batches * batch_size / (self.end - self.start)

@@ -14,6 +14,7 @@ CPU (tiny sizes, compile through the ``eager`` backend), which CI does.
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def bench(model: str, name: str, args: argparse.Namespace, out: Path, pairing: d
         cfg.paths.run_dir = str(out / model / f"{name}-{runs[0]}")
         timer = SteadyStateTimer(warmup)
         run_training(cfg, extra_callbacks=[timer.callback])
+        assert timer.batches == n_batches - warmup, "both sides must train on the same number of batches"
         return timer.images_per_s(cfg.data.batch_size)
 
     def baseline() -> float:
@@ -114,16 +116,53 @@ def loader_headroom(fastest: float, quick: bool, out: Path) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["# GPU benchmarks", "", f"Device: {results['device_name']}; `python scripts/benchmark_gpu.py`.", "",
+    machine = ", ".join(f"{k} {v}" for k, v in results.get("machine", {}).items())
+    lines = ["# GPU benchmarks", "", f"Device: {results['device_name']}; {machine}; `python scripts/benchmark_gpu.py`.", "",
              "| model | variant | ours (images/s) | plain loop (images/s) | ratio [95 % CI] |", "|---|---|---|---|---|"]
     for model, variants in results["train"].items():
         for name, r in variants.items():
+            if "error" in r or "skipped" in r:
+                lines.append(f"| {model} | {name} | {r.get('error') or r['skipped']} | | |")
+                continue
             low, high = r["ci95"]
+            note = "" if r["target_width_reached"] else ", CI wider than ±3 % at the pair cap"
             lines.append(f"| {model} | {name} | {statistics.median(r['candidate']):.0f} | {statistics.median(r['baseline']):.0f} "
-                         f"| {r['ratio']:.3f} [{low:.3f}, {high:.3f}] ({r['pairs']} pairs) |")
-    d = results["loader"]
-    lines.append(f"\nData loader: {d['loader_images_per_s']:.0f} images/s, {d['data_loader_headroom']:.1f}x the fastest training.")
+                         f"| {r['ratio']:.3f} [{low:.3f}, {high:.3f}] ({r['pairs']} pairs{note}) |")
+    d = results.get("loader")
+    if d:
+        lines.append(f"\nData loader: {d['loader_images_per_s']:.0f} images/s, {d['data_loader_headroom']:.1f}x the fastest "
+                     "training.")
     return "\n".join(lines) + "\n"
+
+
+def measure_all(args: argparse.Namespace, results: dict, out: Path, pairing: dict) -> None:
+    """Every (variant, model) in turn; one that fails is recorded, and none starts once the budget is spent."""
+    start, models = time.perf_counter(), args.models.split(",")
+    results["train"] = {model: {} for model in models}
+    for name in args.variants.split(","):  # variant by variant, so a spent budget drops the optional last ones
+        for model in models:
+            if args.budget_s and time.perf_counter() - start > args.budget_s:
+                results["train"][model][name] = {"skipped": f"not run: the {args.budget_s:.0f} s budget was spent"}
+                continue
+            try:
+                results["train"][model][name] = bench(model, name, args, out, pairing)
+            except Exception as error:  # one variant the platform cannot run must not lose the others
+                results["train"][model][name] = {"error": one_line(error)}
+            print(f"{model} {name}: {results['train'][model][name].get('ratio', 'n/a')}", flush=True)
+            save(results, args)
+
+
+def one_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160] if text else ''}"
+
+
+def save(results: dict, args: argparse.Namespace) -> None:
+    """Written after every measurement, so a run stopped at its limit keeps what it measured."""
+    if args.write:
+        args.write.write_text(markdown(results))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=1))
 
 
 def main() -> None:
@@ -132,24 +171,29 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 pairs, compile with the eager backend")
     parser.add_argument("--models", default="dcgan,wgan,vae")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--pairs", default="4:12", help="MIN:MAX alternating pairs per ratio (default 4:12)")
+    parser.add_argument("--budget-s", type=float, default=0, help="start no new measurement after this many seconds")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON at the end")
+    parser.add_argument("--json-out", type=Path, default=None, help="also keep the JSON in this file, after each step")
+    parser.add_argument("--write", type=Path, default=None, help="the markdown table, rewritten after each step")
     args = parser.parse_args()
     quiet_third_party_logs()
-    pairing = {"min_pairs": 2, "max_pairs": 2, "warmup": False} if args.quick else {"min_pairs": 4, "max_pairs": 12}
+    min_pairs, max_pairs = (int(n) for n in args.pairs.split(":"))
+    pairing = {"min_pairs": 2, "max_pairs": 2, "warmup": False} if args.quick else {"min_pairs": min_pairs,
+                                                                                      "max_pairs": max_pairs}
+    import pytorch_lightning
+
     results = {"device": args.device, "train": {},
-               "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"}
+               "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+               "machine": {"torch": torch.__version__, "pytorch-lightning": pytorch_lightning.__version__,
+                           "cpu cores": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        for model in args.models.split(","):
-            results["train"][model] = {}
-            for name in args.variants.split(","):
-                results["train"][model][name] = bench(model, name, args, out, pairing)
-                print(f"{model} {name}: ratio {results['train'][model][name]['ratio']:.3f}", flush=True)
-        fastest = max(statistics.median(r["candidate"]) for v in results["train"].values() for r in v.values())
-        results["loader"] = loader_headroom(fastest, args.quick, out)
-    if args.write:
-        args.write.write_text(markdown(results))
+        measure_all(args, results, out, pairing)
+        measured = [statistics.median(r["candidate"]) for v in results["train"].values() for r in v.values() if "ratio" in r]
+        if measured:
+            results["loader"] = loader_headroom(max(measured), args.quick, out)
+    save(results, args)
     if args.json:
         print(json.dumps(results))
 

@@ -118,11 +118,22 @@ def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
             "training_minutes": training_minutes(run_id, root)}
 
 
+PAUSE_MS = 10 * 60_000  # a gap this long between logged steps is a stopped process, not training
+
+
 def training_minutes(run_id: str, root: Path) -> float:
+    """Wall time of the run while its process ran: start to end, minus gaps of 10+ minutes between logged steps.
+
+    A run stopped (SIGSTOP) or killed and resumed is measured by its own step timestamps in MLflow.
+    """
     from mlflow.tracking import MlflowClient
 
-    info = MlflowClient(f"sqlite:///{root / 'outputs' / 'mlflow.db'}").get_run(run_id).info
-    return round((info.end_time - info.start_time) / 60_000, 1)
+    client = MlflowClient(f"sqlite:///{root / 'outputs' / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    key = "train/d_loss" if "train/d_loss" in run.data.metrics else "train/loss"
+    stamps = sorted(m.timestamp for m in client.get_metric_history(run_id, key))
+    stopped = sum(b - a for a, b in zip(stamps, stamps[1:], strict=False) if b - a >= PAUSE_MS)
+    return round((run.info.end_time - run.info.start_time - stopped) / 60_000, 1)
 
 
 def real_floor_row(root: Path) -> dict[str, Any]:

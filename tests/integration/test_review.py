@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -51,11 +52,12 @@ class Server:
                 break
         else:
             raise AssertionError("the review server printed no URL:\n" + "".join(printed)[-3000:])
-        self.url = match.group(1).rstrip("/")
+        self.url, _, query = match.group(1).partition("?")
+        self.url = self.url.rstrip("/")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/", timeout=2).read()
+                urllib.request.urlopen(self.url + "/" + (f"?{query}" if query else ""), timeout=2).read()
                 return
             except OSError:
                 time.sleep(0.2)
@@ -115,13 +117,17 @@ def test_a_realism_session_by_keyboard_survives_a_killed_server(session_runs, da
         server.kill()  # mid-session
     assert len(rows(dataset, "SELECT * FROM realism WHERE rater='alice'")) == 4
 
-    server = Server(session_runs.root, f"dataset={dataset}", f"trials={TRIALS}", "mode=realism")
+    server = Server(session_runs.root, f"dataset={dataset}", f"trials={TRIALS}", "mode=realism", "exposure_ms=300")
     try:
         page.goto(server.url + "/")
         page.fill("#rater", "alice")
         page.click("#start-realism")  # the same rater comes back to the same session, at trial 5
         given += answer_by_keyboard(page, TRIALS - 4, start=4)
         score = page.locator("#score").inner_text(timeout=30_000)
+        page.goto(server.url + "/")  # a second rater, whose session hides each image after 300 ms
+        page.fill("#rater", "carol")
+        page.click("#start-realism")
+        page.wait_for_function("document.getElementById('sample').classList.contains('hidden')", timeout=10_000)
     finally:
         server.stop()
     answered = rows(dataset, "SELECT position, kind, answer, correct FROM realism WHERE rater='alice' ORDER BY position")
@@ -190,15 +196,37 @@ def test_export_drops_the_rejected_images_and_leaves_the_source_alone(session_ru
     assert len(read_dataset(target, load_card(target))[0]) == 38
 
 
-def test_requests_outside_the_dataset_folder_are_refused(session_runs, dataset: Path) -> None:
-    server = Server(session_runs.root, f"dataset={dataset}", "mode=curation")
+def test_requests_outside_the_dataset_folder_or_without_the_token_are_refused(session_runs, dataset: Path) -> None:
+    server = Server(session_runs.root, f"dataset={dataset}", "mode=curation", "token=secret")
+    base = server.url
     try:
-        assert urllib.request.urlopen(server.url + "/files/synthset.json").status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "/files/synthset.json")
+        assert refused.value.code == 401
+        assert urllib.request.urlopen(base + "/files/synthset.json?token=secret").status == 200
         for bad in ("/files/../synthset.json", "/files/%2E%2E/%2E%2E/etc/passwd", "/files//etc/passwd",
                     "/files/..%2F..%2Fetc%2Fpasswd", "/image/fake/99999"):
             with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(server.url + bad)
+                urllib.request.urlopen(base + bad + "?token=secret")
             assert refused.value.code in (403, 404) and "root:" not in refused.value.read().decode()
+    finally:
+        server.stop()
+
+
+def test_an_unlabeled_dataset_is_curated_per_image_only(root: Path) -> None:
+    assert run_entry("train.py", "model=dcgan", "model.width=8", "trainer.max_steps=4", "trainer.enable_progress_bar=false",
+                     "callbacks.sample_grid.every_n_steps=100", root=root).returncode == 0
+    out = root / "unlabeled"
+    assert run_entry("generate.py", "num_samples=12", f"out={out}", "progress=false", "card.eval_samples=0",
+                     root=root).returncode == 0
+    server = Server(root, f"dataset={out}", "mode=curation")
+    try:
+        page = urllib.request.urlopen(server.url + "/curation?rater=dana&label=-1").read().decode()
+        assert page.count('data-verdict="defective"') == 12 and 'data-verdict="wrong_class"' not in page
+        form = urllib.parse.urlencode({"rater": "dana", "item": 0, "verdict": "wrong_class"}).encode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + "/curation/verdict", data=form)
+        assert refused.value.code == 400
     finally:
         server.stop()
 
