@@ -122,26 +122,34 @@ class SteadyStateTimer:
         return self.batches * batch_size / (self.end - self.start)
 
 
+def steady_training_rate(model_name: str, overrides: list[str], n_batches: int, warmup: int, root: Path,
+                         run_name: str) -> float:
+    """Images/s of ``run_training`` (the product path: Lightning, MLflow) over ``n_batches``, warm-up excluded."""
+    from synthset.config import compose_config
+    from synthset.pipelines.train import run_training
+
+    cfg = compose_config("train", [*overrides, f"trainer.max_steps={optimizer_steps(model_name, n_batches)}"], root)
+    cfg.paths.run_dir = str(root / run_name)
+    timer = SteadyStateTimer(warmup)
+    run_training(cfg, extra_callbacks=[timer.callback])
+    assert timer.batches == n_batches - warmup, "both sides must train on the same number of batches"
+    return timer.images_per_s(cfg.data.batch_size)
+
+
 def optimizer_steps(model_name: str, batches: int) -> int:
     return {"dcgan": 2 * batches, "wgan": batches + batches // 5, "vae": batches}[model_name]
 
 
 def bench_train(model_name: str, n_batches: int, out: Path, profile: bool = False) -> dict:
     from synthset.config import compose_config
-    from synthset.pipelines.train import build_datamodule, build_model, run_training
+    from synthset.pipelines.train import build_datamodule, build_model
 
     overrides = [f"model={model_name}", *TRAIN_OVERRIDES]
     warmup, runs = 5, [0]
 
     def ours() -> float:
         runs[0] += 1
-        cfg = compose_config("train", [*overrides, f"trainer.max_steps={optimizer_steps(model_name, n_batches)}"],
-                             out / model_name)
-        cfg.paths.run_dir = str(out / model_name / f"run-{runs[0]}")
-        timer = SteadyStateTimer(warmup)
-        run_training(cfg, extra_callbacks=[timer.callback])
-        assert timer.batches == n_batches - warmup, "both sides must train on the same number of batches"
-        return timer.images_per_s(cfg.data.batch_size)
+        return steady_training_rate(model_name, overrides, n_batches, warmup, out / model_name, f"run-{runs[0]}")
 
     def baseline() -> float:
         cfg = compose_config("train", overrides, out / "baseline")

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from benchlib.ratios import measure_ratio  # noqa: E402
-from benchmark import SteadyStateTimer, optimizer_steps, plain_loop  # noqa: E402
+from benchmark import plain_loop, steady_training_rate  # noqa: E402
 
 from synthset.cli import quiet_third_party_logs  # noqa: E402
 
@@ -52,7 +52,7 @@ def overrides(model: str, variant: dict, device: str, quick: bool, compile_backe
 
 def bench(model: str, name: str, args: argparse.Namespace, out: Path, pairing: dict) -> dict:
     from synthset.config import compose_config
-    from synthset.pipelines.train import build_datamodule, build_model, run_training
+    from synthset.pipelines.train import build_datamodule, build_model
 
     variant = VARIANTS[name]
     cfg_overrides = overrides(model, variant, args.device, args.quick, "eager" if args.quick else "inductor")
@@ -60,12 +60,7 @@ def bench(model: str, name: str, args: argparse.Namespace, out: Path, pairing: d
 
     def ours() -> float:
         runs[0] += 1
-        cfg = compose_config("train", [*cfg_overrides, f"trainer.max_steps={optimizer_steps(model, n_batches)}"], out / model)
-        cfg.paths.run_dir = str(out / model / f"{name}-{runs[0]}")
-        timer = SteadyStateTimer(warmup)
-        run_training(cfg, extra_callbacks=[timer.callback])
-        assert timer.batches == n_batches - warmup, "both sides must train on the same number of batches"
-        return timer.images_per_s(cfg.data.batch_size)
+        return steady_training_rate(model, cfg_overrides, n_batches, warmup, out / model, f"{name}-{runs[0]}")
 
     def baseline() -> float:
         cfg = compose_config("train", cfg_overrides, out / "baseline")

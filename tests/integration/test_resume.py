@@ -100,3 +100,22 @@ def test_resume_of_another_model_is_refused_in_one_sentence(root: Path) -> None:
     assert refused.returncode == 2
     assert "resume=... points at a run of model 'vae', but this command trains model=dcgan" in refused.stderr
     assert "Traceback" not in refused.stderr and "state_dict" not in refused.stderr
+
+
+def test_resume_keeps_the_runs_own_schedule_and_the_command_line_wins(root: Path) -> None:
+    args = [*FAST_TRAIN, "model=vae", "seed=7", "callbacks.sample_grid.every_n_steps=3", "trainer.max_steps=8"]
+    assert run_entry("train.py", *args, root=root).returncode == 0
+    (last,) = root.glob("outputs/runs/*/*/checkpoints/last.ckpt")
+    resumed = run_entry("train.py", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+                        "trainer.max_steps=12", "resume=last", root=root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = torch.load(last, weights_only=True)
+    record = state["synthset_run_config"]
+    assert state["global_step"] == 12 and record["trainer"]["max_steps"] == 12  # the command line wins
+    assert record["seed"] == 7 and record["callbacks"]["sample_grid"]["every_n_steps"] == 3  # the run's own
+
+    record["trainer"]["max_steps"] = "forever"  # a record altered by hand is refused, not trusted
+    torch.save(state, last)
+    refused = run_entry("train.py", "trainer.accelerator=cpu", "resume=last", root=root)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "reads trainer.max_steps='forever' from the run's record, but synthset expects an integer" in refused.stderr

@@ -26,7 +26,7 @@ from synthset.generation.writers import encode_png
 from synthset.review.app import ReviewData, create_app
 from synthset.review.stats import curation_report, realism_report, report_markdown
 from synthset.review.store import DATABASE, VerdictStore
-from synthset.tracking.runs import KIND_TAG
+from synthset.tracking.runs import KIND_TAG, child_run_home
 from synthset.tracking.store import ensure_store, tracking_uri_for
 
 MODES = ("realism", "curation")
@@ -102,14 +102,7 @@ def start_review_run(cfg: DictConfig, out: Path, card: dict[str, Any], results: 
     uri = tracking_uri_for(cfg)
     ensure_store(uri)
     client = MlflowClient(uri)
-    parent = card.get("generation_run_id")
-    try:
-        experiment = client.get_run(parent).info.experiment_id if parent else None
-    except Exception:  # the dataset was made against another store
-        experiment, parent = None, None
-    if experiment is None:
-        found = client.get_experiment_by_name(cfg.tracking.experiment)
-        experiment = found.experiment_id if found else client.create_experiment(cfg.tracking.experiment)
+    experiment, parent = child_run_home(client, card.get("generation_run_id"), cfg.tracking.experiment)
     tags = {KIND_TAG: "review", "synthset.dataset": str(out)} | ({"mlflow.parentRunId": parent} if parent else {})
     run_id = client.create_run(experiment, run_name=f"review-{out.name}", tags=tags).info.run_id
     realism, curation = results["realism"], results["curation"]

@@ -18,6 +18,7 @@ from synthset.models import GenerativeModel
 from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
 from synthset.models.checkpoint_format import RUN_CONFIG_KEY
 from synthset.models.loading import read_checkpoint, validated_checkpoint
+from synthset.plaindata import type_label
 from synthset.tracking.logger import ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
@@ -123,6 +124,41 @@ def adopt_stored_run(cfg: DictConfig, stored: dict[str, Any], model_class: type)
         # The class comes from synthset's registry (by the checkpoint's name), never from the file.
         cfg.model = {"_target_": f"{model_class.__module__}.{model_class.__qualname__}", **hparams}
         cfg.data = stored_data
+    adopt_run_schedule(cfg, stored.get(RUN_CONFIG_KEY) or {})
+
+
+# What a resumed run keeps from its own record unless the command sets it: its length, its evaluation and
+# its schedules. Paths, hardware and anything else stay this command's, so a record cannot steer writes.
+RESUMED_SETTINGS = ("seed", "trainer.max_steps", "trainer.max_epochs", "trainer.log_every_n_steps", "trainer.precision",
+                    "eval", "callbacks.sample_grid.every_n_steps", "callbacks.sample_grid.per_class",
+                    "callbacks.checkpoints.every_n_train_steps")
+
+
+def stored_leaves(record: dict[str, Any], key: str) -> list[tuple[str, Any]]:
+    """(dotted key, value) for every plain value at or under ``key`` in a stored run config."""
+    node: Any = record
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return []
+        node = node[part]
+    if isinstance(node, dict):
+        return [leaf for name in node for leaf in stored_leaves(record, f"{key}.{name}")]
+    return [(key, node)]
+
+
+def adopt_run_schedule(cfg: DictConfig, record: dict[str, Any]) -> None:
+    """``resume`` goes on as the run started (e.g. an ``experiment=`` run keeps its steps and monitor)."""
+    given = [o.lstrip("+~").split("=", 1)[0] for o in explicit_overrides(("seed", "trainer", "eval", "callbacks"))]
+    absent = object()
+    for key in RESUMED_SETTINGS:
+        for dotted, value in stored_leaves(record, key):
+            current = OmegaConf.select(cfg, dotted, default=absent, throw_on_missing=False)
+            if current is absent or any(dotted == g or dotted.startswith(g + ".") for g in given):
+                continue  # never adds a key, never overrides the command line
+            require(value is None or current is None or type(value) is type(current),
+                    f"resume=... reads {dotted}={value!r} from the run's record, but synthset expects "
+                    f"{type_label(type(current))} there; the checkpoint was altered, so start a new run.")
+            OmegaConf.update(cfg, dotted, value, merge=False)
 
 
 def resumable_checkpoint(checkpoint: Path) -> tuple[Path, dict[str, Any], type]:
@@ -195,7 +231,7 @@ class TrainingResult:
         """The last selection metric the evaluation callback measured (what sweepers optimize), if it ran."""
         for callback in self.trainer.callbacks:
             if isinstance(callback, EvaluationCallback) and callback.last_metrics:
-                return callback.last_metrics[callback.monitor]
+                return callback.last_metrics.get(callback.monitor)
         return None
 
 

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from synthset.tracking.runs import KIND_TAG
+from synthset.tracking.runs import KIND_TAG, child_run_home
 from synthset.tracking.store import ensure_store, tracking_uri_for
 from synthset.utility.scoring import ProtocolResult
 
@@ -86,16 +86,10 @@ def log_to_mlflow(cfg: DictConfig, out: Path, card: dict, summary: dict, results
     ensure_store(uri)
     client = MlflowClient(uri)
     generation_run_id = card.get("generation_run_id")
-    try:
-        experiment_id = client.get_run(generation_run_id).info.experiment_id if generation_run_id else None
-    except Exception:  # the dataset was made against another store: keep the id as a tag only
-        experiment_id = None
+    experiment_id, parent_id = child_run_home(client, generation_run_id, cfg.tracking.experiment)
     tags = {KIND_TAG: "utility", "synthset.dataset": str(out), "synthset.source_run": card["spec"]["source_run_id"]}
-    if experiment_id is None:
-        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment)
-    elif generation_run_id:
-        tags["mlflow.parentRunId"] = generation_run_id
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
     if generation_run_id:
         tags["synthset.generation_run"] = generation_run_id
     parent = client.create_run(experiment_id, run_name=f"utility-{out.name}", tags=tags).info.run_id

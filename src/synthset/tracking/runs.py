@@ -99,3 +99,19 @@ def find_checkpoint(client: MlflowClient, run: Run, which: str, download_dir: Pa
     )
     download_dir.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run.info.run_id, wanted, str(download_dir)))
+
+
+def child_run_home(client: MlflowClient, parent_run_id: str | None, fallback_experiment: str) -> tuple[str, str | None]:
+    """(experiment id, parent run id) for a run hanging under ``parent_run_id`` when this store has that run.
+
+    A dataset made against another store keeps its parent's id only as a tag; the run then goes into
+    ``fallback_experiment`` (created if needed) with no parent.
+    """
+    try:
+        experiment_id = client.get_run(parent_run_id).info.experiment_id if parent_run_id else None
+    except Exception:  # an id from another store (MLflow raises its own RestException)
+        experiment_id = None
+    if experiment_id is not None:
+        return experiment_id, parent_run_id
+    found = client.get_experiment_by_name(fallback_experiment)
+    return (found.experiment_id if found else client.create_experiment(fallback_experiment)), None
