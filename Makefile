@@ -20,8 +20,9 @@ run: setup
 	$(PY) train.py experiment=quickstart
 	$(PY) generate.py run_id=latest num_samples=1000 shard_size=250 format=imagefolder card.eval_samples=1000 card.fid_samples=200
 
+## Two workers, one per core; tests sharing an expensive session fixture stay on one worker.
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=15
+	$(PY) -m pytest -m "not slow" -q --durations=15 -n 2 --dist loadgroup
 
 test-all: setup
 	$(PY) -m pytest -q

@@ -38,6 +38,26 @@ DOMAIN_EVAL = ["eval.every_n_steps=5", "eval.num_samples=60", "eval.fidelity=fal
 QUIET = ["metrics.progress=false", "metrics.is_extractor=none"]
 
 
+# Tests that share one of these session fixtures run on one xdist worker, so each is built once per run.
+EXPENSIVE_FIXTURES = ("readme_project", "learned_run")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, no OpenMP spin-waits
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = next((name for name in EXPENSIVE_FIXTURES if name in getattr(item, "fixturenames", ())), None)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared))
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests always use their own store, never one set in the developer's shell."""
