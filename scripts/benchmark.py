@@ -367,7 +367,8 @@ def ratio_cell(r: dict) -> str:
 def markdown(results: dict) -> str:
     lines = ["# Benchmarks", "", "Produced by `python scripts/benchmark.py`: each ratio is the mean over alternating "
              "candidate/baseline pairs run in one process, with its 95 % confidence interval (Student's t); pairs continue "
-             "until the interval is within ±3 % of the ratio or 20 pairs.", "",
+             f"until the interval is within ±3 % of the ratio or {results['pairing']['max_pairs']} pairs. GPU figures: "
+             "[benchmarks-gpu.md](benchmarks-gpu.md).", "",
              "Machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
              "| benchmark | ratio [95 % CI] | ours (median) | baseline (median) | target |", "|---|---|---|---|---|"]
     for name, r in results["train"].items():
@@ -412,10 +413,13 @@ def main() -> None:
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report (the full run: docs/benchmarks.md)")
     parser.add_argument("--models", default="dcgan,wgan,vae")
     parser.add_argument("--profile", action="store_true", help="add cProfile tables (the full run does)")
+    parser.add_argument("--pairs", default=None, help="MIN:MAX alternating pairs per ratio (default 4:20)")
     args = parser.parse_args()
     quiet_third_party_logs()
     if args.quick:
         PAIRING.update(min_pairs=2, max_pairs=2, warmup=False)
+    if args.pairs:
+        PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.pairs.split(":")), strict=True))
     args.profile = args.profile or not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

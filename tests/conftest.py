@@ -38,7 +38,8 @@ DOMAIN_EVAL = ["eval.every_n_steps=5", "eval.num_samples=60", "eval.fidelity=fal
 QUIET = ["metrics.progress=false", "metrics.is_extractor=none"]
 
 
-# Tests that share one of these session fixtures run on one xdist worker, so each is built once per run.
+# Under xdist a module's tests stay on one worker (they share module fixtures, some in order), and the
+# modules that use one of these session fixtures share a worker too, so each is built once per run.
 EXPENSIVE_FIXTURES = ("readme_project", "learned_run")
 
 
@@ -52,10 +53,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    group: dict[str, str] = {}
     for item in items:
+        module = item.nodeid.split("::")[0]
         shared = next((name for name in EXPENSIVE_FIXTURES if name in getattr(item, "fixturenames", ())), None)
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared))
+        group[module] = shared or group.get(module) or module
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::")[0]]))
 
 
 @pytest.fixture(autouse=True)

@@ -144,6 +144,8 @@ def test_the_gate_reads_the_fid_of_the_checkpoint_it_uses(fid_run) -> None:
     protocol = card["quality"]["protocol"]
     assert (protocol["split"], protocol["n_generated"], protocol["n_reference"], protocol["image_size"],
             protocol["extractor"]) == ("test", 20, 40, 16, "inception-tf-pool3")
+    # GAN-test and diversity meet the same capped real set as FID (coverage depends on its size)
+    assert (protocol["n_generated_domain"], protocol["n_reference_domain"]) == (20, 40)
     readme = (root / "passed" / "README.md").read_text()
     assert "small-sample: N=20 < 2000, biased high; KID" in readme
     assert "GAN-test accuracy" in readme.split("FID (TF-Inception pool3)")[0]  # domain measures lead

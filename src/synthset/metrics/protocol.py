@@ -32,9 +32,9 @@ def protocol_text(record: dict[str, Any]) -> str:
         parts.append(str(record["extractor"]))
     if record.get("classifier"):
         parts.append(f"classifier {record['classifier']}")
-    domain = record.get("n_generated_domain")
-    if domain and domain != record["n_generated"]:
-        parts.append(f"GAN-test and diversity on {domain} generated")
+    domain = (record.get("n_generated_domain"), record.get("n_reference_domain", record["n_reference"]))
+    if domain[0] and domain != (record["n_generated"], record["n_reference"]):
+        parts.append(f"GAN-test and diversity on {domain[0]} generated vs {domain[1]} real")
     return ", ".join(parts)
 
 

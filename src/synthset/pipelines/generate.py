@@ -220,12 +220,15 @@ def card_quality(cfg: DictConfig, generation: ShardedGeneration, first, datamodu
 
     def score(shard) -> tuple[dict[str, float], dict[str, Any]]:
         labels = shard.labels[:n] if shard.labels is not None else None
-        metrics, protocol = score_images(shard.images[:n], labels, datamodule, "test", None, classifier=classifier)
+        # Coverage and recall depend on how many real images they meet: the same cap as FID's, seeded.
+        metrics, protocol = score_images(shard.images[:n], labels, datamodule, "test", None, classifier=classifier,
+                                         max_reference=reference_cap(cfg, n))
         if settings is not None:
             fid_metrics, fid_protocol = score_images(shard.images[:n_fid], None, datamodule, "test", settings,
                                                      max_reference=reference_cap(cfg, n_fid))
             metrics |= fid_metrics
-            protocol = {**fid_protocol, "classifier": protocol["classifier"], "n_generated_domain": n}
+            protocol = {**fid_protocol, "classifier": protocol["classifier"], "n_generated_domain": n,
+                        "n_reference_domain": protocol["n_reference"]}
         return metrics, protocol
 
     metrics, protocol = score(first)
