@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 ## labeled dataset with its card from that run (a new folder named after the run: nothing is replaced).
 run: setup
 	$(PY) train.py experiment=quickstart
-	$(PY) generate.py run_id=latest num_samples=1000 shard_size=250 format=imagefolder card.eval_samples=1000 card.fid_samples=200
+	$(PY) generate.py run_id=latest num_samples=1000 format=imagefolder card.eval_samples=1000 card.fid_samples=200
 
 ## Two workers, one per core; tests sharing an expensive session fixture stay on one worker.
 test: setup

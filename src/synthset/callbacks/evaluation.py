@@ -131,7 +131,8 @@ class EvaluationCallback(pl.Callback):
             metrics, use_ema = self.score(trainer, pl_module)
             self.last_metrics = metrics
             self.log_scores(trainer, metrics)
-            improved = better(metrics[self.monitor], self.best_score, self.monitor)
+            # A tie goes to the newer checkpoint: a saturated score (coverage 1.0) would freeze an early one.
+            improved = self.best_score is None or not better(self.best_score, metrics[self.monitor], self.monitor)
             if improved:
                 self.best_score = metrics[self.monitor]
         improved, use_ema = trainer.strategy.broadcast((improved, use_ema), src=0)
