@@ -168,7 +168,7 @@ def percent(cell: dict | None) -> str:
 
 
 def main_table(rows: dict[str, dict]) -> list[str]:
-    lines = ["| generator (trained on) | training | FID 2k vs 2k test | GAN-test | diversity (pixel std ratio / class coverage) "
+    lines = ["| generator (trained on) | training | FID 2k vs 2k test | GAN-test | diversity (pixel std ratio / class recall) "
              "| CAS (60k synthetic) | real+synthetic | real@f | real@f+synthetic |", "|" + "---|" * 9]
     real = rows.get("real-vs-real")
     if real:
@@ -180,7 +180,7 @@ def main_table(rows: dict[str, dict]) -> list[str]:
         low = f"real@{f:g}"
         lines.append(
             f"| `{name}` ({f:.0%} of train) | {row['training_minutes']} min | {q.get('fid', float('nan')):.2f} | "
-            f"{100 * q['gan_test']:.1f} % | {q['pixel_std_ratio']:.2f} / {q['class_coverage']:.2f} | "
+            f"{100 * q['gan_test']:.1f} % | {q['pixel_std_ratio']:.2f} / {q['class_recall']:.2f} | "
             f"{percent(u.get('synthetic')) if f == 1 else ''} | {percent(u.get('real+synthetic')) if f == 1 else ''} | "
             f"{percent(u.get(low)) if f < 1 else ''} | {percent(u.get(low + '+synthetic')) if f < 1 else ''} |")
     baseline = next((row["utility"]["real"] for row in rows.values() if "real" in row.get("utility", {})), None)
