@@ -20,9 +20,8 @@ run: setup
 	$(PY) train.py experiment=quickstart
 	$(PY) generate.py run_id=latest num_samples=1000 format=imagefolder card.eval_samples=1000 card.fid_samples=200
 
-## Two workers, one per core; tests sharing an expensive session fixture stay on one worker.
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=15 -n 2 --dist loadgroup
+	$(PY) -m pytest -m "not slow" -q --durations=15
 
 test-all: setup
 	$(PY) -m pytest -q

@@ -38,30 +38,6 @@ DOMAIN_EVAL = ["eval.every_n_steps=5", "eval.num_samples=60", "eval.fidelity=fal
 QUIET = ["metrics.progress=false", "metrics.is_extractor=none"]
 
 
-# Under xdist a module's tests stay on one worker (they share module fixtures, some in order), and the
-# modules that use one of these session fixtures share a worker too, so each is built once per run.
-EXPENSIVE_FIXTURES = ("readme_project", "learned_run")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, no OpenMP spin-waits
-        import torch
-
-        os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    group: dict[str, str] = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        shared = next((name for name in EXPENSIVE_FIXTURES if name in getattr(item, "fixturenames", ())), None)
-        group[module] = shared or group.get(module) or module
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::")[0]]))
-
-
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests always use their own store, never one set in the developer's shell."""
@@ -160,6 +136,7 @@ def run_entry(script: str, *args: str, root: Path, env: dict[str, str] | None = 
     The real ``preflight`` and Hydra ``main`` run with ``sys.argv`` set; the exit code is what ``sys.exit`` was given.
     """
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     module = load_entry(script)
     saved_argv, saved_env, saved_handlers = sys.argv, dict(os.environ), list(logging.getLogger().handlers)
@@ -179,6 +156,7 @@ def run_entry(script: str, *args: str, root: Path, env: dict[str, str] | None = 
         os.environ.update(saved_env)
         logging.getLogger().handlers[:] = saved_handlers
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # a finished app's config must not look like the next caller's (sweep checks)
     return EntryResult(code, out.getvalue(), err.getvalue())
 
 

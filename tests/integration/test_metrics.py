@@ -119,7 +119,7 @@ def test_effnet_metrics_carry_the_extractor_name_never_fid_or_is(tmp_path: Path)
                           MetricSettings(cache_dir=str(tmp_path), progress=False, fid_extractor="effnet-lite0"))
     assert {"fd_effnet_lite0", "kd_effnet_lite0_mean", "is_effnet_lite0", "precision_effnet_lite0"} <= set(out)
     assert not any(key in ("fid", "isc", "is") or key.startswith(("fid_", "isc")) for key in out)
-    assert out["is_effnet_lite0"] >= 1.0
+    assert out["is_effnet_lite0"] >= 1.0 - 1e-9  # exp(mean KL) >= 1, up to float rounding
 
 
 @pytest.mark.parametrize(
