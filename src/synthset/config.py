@@ -1,5 +1,5 @@
 """Config helpers for the configs a user composes: ``build`` (instantiate with clear errors),
-``check_component_arguments`` (types before anything is built) and ``compose_config`` (the shipped configs).
+``compose_config`` (the shipped configs).
 
 Only configs composed from ``conf/`` and the command line come here. What is read back from a
 checkpoint, a run or a card never is: that goes through synthset's registries as plain data.
@@ -11,11 +11,10 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
 
 from synthset.errors import SynthsetError
-from synthset.plaindata import HYDRA_KEYS, check_arguments
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -34,14 +33,6 @@ def build(node: Any, **kwargs: Any) -> Any:
         if cause is not None:
             raise cause from None
         raise
-
-
-def check_component_arguments(node: DictConfig, prefix: str, exclude: tuple[str, ...] = ()) -> None:
-    """Every key of a composed ``_target_`` node fits its class's signature and types (``model.lr=abc`` is refused)."""
-    values = OmegaConf.to_container(node, resolve=True)
-    cls = get_class(values["_target_"])
-    kwargs = {k: v for k, v in values.items() if k not in HYDRA_KEYS and k not in exclude}
-    check_arguments(cls, kwargs, prefix, "the config")
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"

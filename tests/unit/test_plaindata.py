@@ -6,12 +6,13 @@ from synthset.data.datamodule import datamodule_from_record
 from synthset.data.sources import build_source
 from synthset.errors import SynthsetError
 from synthset.models import DCGAN
-from synthset.plaindata import check_arguments, require_plain, without_hydra_keys
+from synthset.plaindata import check_arguments, first_impurity, require_plain, without_hydra_keys
 
 
 @pytest.mark.parametrize("value", [{"a": [1, 2.5, "x", None, True]}, [], "text", {"nested": {"deep": [{"k": 1}]}}])
 def test_plain_data_passes(value) -> None:
-    require_plain(value, "the record")
+    assert first_impurity(value) is None
+    assert require_plain(value, "the record") is None  # and it does not raise
 
 
 @pytest.mark.parametrize(("value", "where"), [

@@ -10,15 +10,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from synthset.callbacks.evaluation import EvaluationCallback
-from synthset.config import build, check_component_arguments
+from synthset.config import build
 from synthset.data.datamodule import ImageDataModule, datamodule_from_record
 from synthset.errors import SynthsetError, require
 from synthset.metrics.protocol import SELECTION_SPLITS
-from synthset.models import GenerativeModel
+from synthset.models import MODEL_REGISTRY, GenerativeModel
 from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
 from synthset.models.checkpoint_format import RUN_CONFIG_KEY
 from synthset.models.loading import read_checkpoint, validated_checkpoint
-from synthset.plaindata import type_label
+from synthset.plaindata import HYDRA_KEYS, check_arguments, type_label
 from synthset.tracking.logger import ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
@@ -31,6 +31,21 @@ from synthset.tracking.store import (
 from synthset.tracking.sweep import check_this_job
 
 log = logging.getLogger(__name__)
+
+
+def check_model_arguments(model_cfg: DictConfig) -> None:
+    """Every key of the model config fits its class's signature and types (``model.lr=abc`` is refused).
+
+    The class is looked up among synthset's registered models by its ``_target_`` path, never imported by name.
+    """
+    values = OmegaConf.to_container(model_cfg, resolve=True)
+    classes = {path: cls for cls in MODEL_REGISTRY.values()
+               for path in (f"synthset.models.{cls.__qualname__}", f"{cls.__module__}.{cls.__qualname__}")}
+    target = values.get("_target_")
+    require(target in classes, f"model._target_={target!r} is not a synthset model; expected one of "
+            f"{', '.join(sorted(classes))}, as the shipped model configs use.")
+    kwargs = {k: v for k, v in values.items() if k not in HYDRA_KEYS and k not in ("num_classes", "class_names")}
+    check_arguments(classes[target], kwargs, "model.", "the config")
 
 
 def check_devices(trainer_cfg: Any) -> None:
@@ -57,7 +72,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_devices(cfg.trainer)
     require(cfg.data.image_size in SUPPORTED_IMAGE_SIZES,
             f"data.image_size={cfg.data.image_size} is not supported; expected one of {SUPPORTED_IMAGE_SIZES}.")
-    check_component_arguments(cfg.model, "model.", exclude=("num_classes", "class_names"))
+    check_model_arguments(cfg.model)
     every = cfg.eval.every_n_steps
     require(isinstance(every, int) and every >= 0,
             f"eval.every_n_steps={every} must be 0 (off) or a positive integer of generator steps, e.g. 500.")
