@@ -14,7 +14,8 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
 - CAS: the reference classifier trained on 60,000 synthetic images, tested on the 10,000 real test
   images; real+synthetic; mean ± std over ``--seeds`` classifier seeds;
 - low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
-  data (same data.seed, so no leakage) with DiffAugment.
+  data (same data.seed, so no leakage) with DiffAugment; a ``:weight0.5`` row mixes half real, half
+  synthetic into every batch instead of mixing by set size.
 The ablation rows train each lever off in turn at a shorter budget and report GAN-test, diversity and CAS.
 """
 
@@ -40,6 +41,11 @@ GENERATORS: dict[str, list[str]] = {
                       "trainer.max_steps=12000"],
     "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=12000"],
     "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=12000"],
+}
+# Rows that reuse another row's generator and dataset with another utility recipe: row -> (generator, overrides).
+UTILITY_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    # 590 real images beside 60,000 synthetic ones: mixed by size, a batch is 99 % synthetic; here half of it is real.
+    "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"]),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
@@ -92,7 +98,8 @@ def dataset(name: str, run_id: str, root: Path) -> Path:
                                          "metrics.is_extractor=none"], root))
 
 
-def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root: Path) -> dict[str, float]:
+def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root: Path,
+                 overrides: list[str]) -> dict[str, float]:
     from synthset.pipelines.utility import utility
 
     if is_ablation(name):
@@ -101,20 +108,23 @@ def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root:
         protocols = ["synthetic", "real+synthetic"] if fraction is None else [f"real@{fraction:g}+synthetic"]
     fractions = f"[{fraction:g}]" if fraction is not None else "[1.0]"
     utility(compose("evaluate", ["task=utility", f"dataset={out}", "tracking.experiment=study", f"utility.seeds={seeds}",
-                                 f"utility.real_fractions={fractions}", f"utility.protocols=[{','.join(protocols)}]"], root))
+                                 f"utility.real_fractions={fractions}", f"utility.protocols=[{','.join(protocols)}]",
+                                 *overrides], root))
     card = json.loads((out / "synthset.json").read_text())
     return {p["name"]: {"mean": p["mean"], "std": p["std"], "leaky": p["leaky"]} for p in card["utility"]["protocols"]}
 
 
 def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
-    run_id = generator_run(name, root)
-    out = dataset(name, run_id, root)
+    generator, utility_overrides = UTILITY_VARIANTS.get(name, (name, []))
+    run_id = generator_run(generator, root)
+    out = dataset(generator, run_id, root)
     card = json.loads((out / "synthset.json").read_text())
     fraction = card["source"]["data_config"]["fraction"]
     quality = card["quality"]
     return {"name": name, "run_id": run_id, "dataset": str(out), "fraction": fraction,
             "quality": quality["metrics"], "protocol": quality["protocol"],
-            "utility": utility_rows(name, out, None if fraction == 1.0 else fraction, seeds, root),
+            "utility": utility_rows(name, out, None if fraction == 1.0 else fraction, seeds, root, utility_overrides),
+            "utility_overrides": utility_overrides,
             "training_minutes": training_minutes(run_id, root)}
 
 
@@ -212,7 +222,7 @@ def main() -> None:
     from synthset.cli import quiet_third_party_logs
 
     quiet_third_party_logs()
-    names = args.only or [*GENERATORS, "real-vs-real"]
+    names = args.only or [*GENERATORS, *UTILITY_VARIANTS, "real-vs-real"]
     rows: dict[str, dict] = {}
     for name in names:
         path = args.root / "rows" / f"{name.replace(':', '_').replace('@', '_at_')}.json"

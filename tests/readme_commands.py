@@ -36,7 +36,9 @@ NOT_RUN = {  # fragment -> why the line is only parsed here
     "trainer.devices=8": "needs 8 GPUs",
     "hydra/launcher=slurm": "needs a SLURM cluster",
 }
-OWN_PROCESS = ("trainer=ddp", "num_processes=")  # these start more processes: run in a fresh interpreter
+# Lightning's DDP launcher re-runs the script for rank 1 and sets rank variables: a fresh interpreter. Generation
+# with num_processes= spawns its own workers and runs in this process like the rest.
+OWN_PROCESS = ("trainer=ddp",)
 REFUSED = {  # fragment -> the refusal README documents beside the line
     "data.path=/my/images": "data.path=/my/images is not a folder",
     "trainer=gpu": "asks for a GPU, but this machine has no CUDA device",
@@ -102,7 +104,7 @@ def run_readme_commands(root: Path) -> list[CommandOutcome]:
             OverridesParser.create().parse_overrides([a for a in args if a != "-m"])
             outcomes.append(CommandOutcome(line, None, None))
             continue
-        if any(fragment in line for fragment in OWN_PROCESS):  # DDP and spawned ranks re-launch the script
+        if any(fragment in line for fragment in OWN_PROCESS):
             completed = run_cli(script, *shrunk(script, args, root), cwd=root)
             result = EntryResult(completed.returncode, completed.stdout, completed.stderr)
         else:

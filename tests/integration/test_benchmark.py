@@ -34,7 +34,10 @@ def assert_consistent(ratio: dict, pairs: int, higher_is_better: bool = True) ->
 def test_quick_benchmark_reports_every_ratio_with_its_interval() -> None:
     report = run_script(str(REPO / "scripts" / "benchmark.py"), "--quick", "--json", "--models", "dcgan,vae")
     for name in ("dcgan", "vae"):
-        assert_consistent(report["train"][name], 2)
+        train = report["train"][name]
+        assert_consistent(train, 2)
+        ours, plain = statistics.median(train["candidate"]), statistics.median(train["baseline"])
+        assert train["overhead_ms_per_batch"] == pytest.approx(1000 * 64 * (1 / ours - 1 / plain))
     assert_consistent(report["eval"]["eval_warm_speedup"], 2, higher_is_better=False)
     assert_consistent(report["eval"]["eval_vs_fidelity"], 2, higher_is_better=False)
     for fmt in ("imagefolder", "hf", "webdataset", "npz"):
@@ -43,6 +46,9 @@ def test_quick_benchmark_reports_every_ratio_with_its_interval() -> None:
         growth = report["generate"]["time_growth"][fmt]
         small, large = (growth["seconds_per_image"][k] for k in ("500", "2000"))
         assert growth["growth"] == pytest.approx(large / small)
+    rss = report["generate"]["rss_kb"]
+    assert report["generate"]["generate_rss_growth"] == pytest.approx(rss["600"] / rss["200"])
+    assert all(0 <= report["generate"]["rss_added_kb"][k] < rss[k] for k in rss)
     summary = report["summary"]
     assert summary["generate_time_growth"].keys() == {"npz", "imagefolder"}
     assert summary["data_loader_headroom"] == pytest.approx(

@@ -19,7 +19,7 @@ from synthset.errors import SynthsetError
 from synthset.generation.memorization import MemorizationCheck, nearest
 from synthset.generation.readers import load_card, read_dataset
 from synthset.pipelines.generate import generate
-from tests.conftest import REPO
+from tests.conftest import REPO, run_entry
 
 FAST_GENERATE = ["num_samples=40", "shard_size=16", "progress=false", "card.eval_samples=0", "metrics.progress=false"]
 
@@ -113,12 +113,12 @@ def test_unwritable_output_is_refused(session_runs, tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_generation_then_rerun_gives_the_uninterrupted_result(session_runs, tmp_path: Path) -> None:
-    args = [str(REPO / "generate.py"), f"run_id={session_runs.run_ids['dcgan']}", "num_samples=3000", "shard_size=100",
+    args = [f"run_id={session_runs.run_ids['dcgan']}", "num_samples=3000", "shard_size=100",
             "format=npz", "progress=false", "card.eval_samples=0", "memorization.enabled=false", "num_workers=1"]
     env = {**os.environ, "SYNTHSET_ROOT": str(session_runs.root)}
     env.pop("MLFLOW_TRACKING_URI", None)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *args, f"out={killed}"], env=env, cwd=session_runs.root,
+    proc = subprocess.Popen([sys.executable, str(REPO / "generate.py"), *args, f"out={killed}"], env=env, cwd=session_runs.root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -132,9 +132,8 @@ def test_sigkill_mid_generation_then_rerun_gives_the_uninterrupted_result(sessio
     partial = {int(p.stem.split("-")[1]): json.loads(p.read_text())["entry"] for p in (killed / ".manifest").glob("*.json")}
     assert 2 <= len(partial) < 30 and not json.loads((killed / "manifest.json").read_text())["complete"]
 
-    for out in (killed, tmp_path / "uninterrupted"):
-        done = subprocess.run([*[sys.executable], *args, f"out={out}"], env=env, cwd=session_runs.root,
-                              capture_output=True, text=True, timeout=600)
+    for out in (killed, tmp_path / "uninterrupted"):  # the rerun and the reference in this process (no start-up)
+        done = run_entry("generate.py", *args, f"out={out}", root=session_runs.root)
         assert done.returncode == 0, done.stderr[-2000:]
     resumed = json.loads((killed / "manifest.json").read_text())
     whole = json.loads((tmp_path / "uninterrupted" / "manifest.json").read_text())

@@ -20,7 +20,7 @@ from synthset.generation.distributed import free_port
 from synthset.pipelines.generate import generate
 from synthset.pipelines.train import run_training
 from synthset.tracking.sweep import BEST_RUN_TAG, PARENT_TAG
-from tests.conftest import REPO, run_cli, run_entry
+from tests.conftest import REPO, EntryResult, run_cli, run_entry
 
 # A job in a few seconds: 6 steps, then one real TF-Inception FID of 20 samples against 40 of the validation digits.
 FAST_JOB = [
@@ -53,7 +53,7 @@ def parent_and_children(client: MlflowClient, experiment: str, name_prefix: str 
     return parents[0], children
 
 
-def checked(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+def checked(done: subprocess.CompletedProcess | EntryResult) -> subprocess.CompletedProcess | EntryResult:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done
 
@@ -100,6 +100,7 @@ def test_optuna_without_evaluation_is_refused_before_any_trial(tmp_path: Path) -
 
 def test_joblib_runs_two_jobs_in_parallel_on_a_fresh_store(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
+    # A fresh interpreter: joblib's reusable workers of an in-process sweep would keep another project's environment.
     checked(run_cli("train.py", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=vae",
                     "model.beta=1,4", *NO_EVAL, cwd=tmp_path))
     parent, children = parent_and_children(store(tmp_path), "synthset")
@@ -113,7 +114,8 @@ def test_joblib_runs_two_jobs_in_parallel_on_a_fresh_store(tmp_path: Path) -> No
 
 
 def test_submitit_local_runs_a_one_job_sweep(tmp_path: Path) -> None:
-    checked(run_cli("train.py", "-m", "hydra/launcher=submitit_local", "model=vae", *NO_EVAL, cwd=tmp_path))
+    # The sweep runs in this process (no interpreter start-up); submitit starts the job's own process.
+    checked(run_entry("train.py", "-m", "hydra/launcher=submitit_local", "model=vae", *NO_EVAL, root=tmp_path))
     parent, children = parent_and_children(store(tmp_path), "synthset")
     assert len(children) == 1 and children[0].info.status == "FINISHED"
     assert children[0].data.tags["synthset.pid"] != str(os.getpid())
