@@ -465,7 +465,7 @@ def main() -> None:
         fastest = max(statistics.median(r["candidate"]) for r in results["train"].values())
         results["loader"] = bench_data_loader(40 if args.quick else 400, fastest, out)
         results["eval"] = bench_eval(4 if args.quick else 64, 4 if args.quick else 64, out)
-        sizes = dict(n=200, growth=(500, 2000), rss=(200, 600)) if args.quick else dict(
+        sizes = dict(n=200, growth=(200, 800), rss=(200, 600)) if args.quick else dict(
             n=10000, growth=(20000, 200000), rss=(1000, 20000))
         results["generate"] = bench_generate(**sizes, out=out, profile=args.profile)
     results["summary"] = {
