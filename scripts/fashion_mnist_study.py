@@ -52,6 +52,15 @@ SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
 
 
+def slug(name: str) -> str:
+    """A row name as a file or folder name: ``ablation:+ema`` -> ``ablation_+ema``, ``x@0.1`` -> ``x_at_0.1``."""
+    return name.replace(":", "_").replace("@", "_at_")
+
+
+def row_path(name: str, root: Path) -> Path:
+    return root / "rows" / f"{slug(name)}.json"
+
+
 def compose(config: str, overrides: list[str], root: Path):
     from synthset.config import compose_config
 
@@ -74,7 +83,7 @@ def generator_run(name: str, root: Path) -> str:
     print(f"[study] training {name} (the longest step; kill and rerun to continue from its last checkpoint)")
     cfg = compose("train", [*GENERATORS[name], "tracking.experiment=study", f"logger.run_name={name}",
                             "trainer.enable_progress_bar=false"], root)
-    cfg.paths.run_dir = str(root / "runs" / name.replace(":", "_").replace("@", "_at_"))
+    cfg.paths.run_dir = str(root / "runs" / slug(name))
     return run_training(cfg).run_id
 
 
@@ -89,7 +98,7 @@ def dataset(name: str, run_id: str, root: Path) -> Path:
     """
     from synthset.pipelines.generate import generate
 
-    out = root / "datasets" / name.replace(":", "_").replace("@", "_at_")
+    out = root / "datasets" / slug(name)
     if (out / "synthset.json").is_file():
         return out
     return generate(compose("generate", [f"run_id={run_id}", "tracking.experiment=study", f"out={out}", "format=npz",
@@ -165,7 +174,7 @@ def real_floor_row(root: Path) -> dict[str, Any]:
 
 
 def cached(name: str, root: Path, make) -> dict[str, Any]:
-    path = root / "rows" / f"{name.replace(':', '_').replace('@', '_at_')}.json"
+    path = row_path(name, root)
     if path.is_file():
         return json.loads(path.read_text())
     row = make()
@@ -228,7 +237,7 @@ def main() -> None:
     names = args.only or [*GENERATORS, *UTILITY_VARIANTS, "real-vs-real"]
     rows: dict[str, dict] = {}
     for name in names:
-        path = args.root / "rows" / f"{name.replace(':', '_').replace('@', '_at_')}.json"
+        path = row_path(name, args.root)
         if args.table:
             if path.is_file():
                 rows[name] = json.loads(path.read_text())
