@@ -38,6 +38,30 @@ DOMAIN_EVAL = ["eval.every_n_steps=5", "eval.num_samples=60", "eval.fidelity=fal
 QUIET = ["metrics.progress=false", "metrics.is_extractor=none"]
 
 
+# Session-scoped runs that many tests read. `make test` runs the suite on one single-threaded worker per core
+# (pytest-xdist, `--dist loadgroup`): every test that reads one of these goes to the same worker, so each is made once.
+SHARED_RUNS = ("session_runs", "learned_run", "readme_project")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        if len(shared) > 1:
+            raise pytest.UsageError(f"{item.nodeid} reads {shared}: one group per test; merge their groups here.")
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # An xdist worker under `--dist loadgroup` tags each grouped test's node id; untagged, each worker would
+    # make every shared run again, silently (pytest-xdist#1386 with pytest 9.2).
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in grouped):
+        raise pytest.UsageError("pytest-xdist did not group the tests that share a session run (pytest-xdist#1386); "
+                                "install the pinned pytest with `pip install -e '.[dev]'`.")
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests always use their own store, never one set in the developer's shell."""
@@ -46,8 +70,14 @@ def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the session: reference statistics and classifiers are computed once."""
-    cache = tmp_path_factory.mktemp("cache")
+    """One cache for the session: reference statistics and classifiers are computed once.
+
+    Under pytest-xdist the workers share it (the folder above each worker's own temporary root): the reference
+    classifier is trained under a file lock and every cached file is written atomically.
+    """
+    base = tmp_path_factory.getbasetemp()
+    cache = base.parent / "shared-cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "cache"
+    cache.mkdir(exist_ok=True)
     os.environ["SYNTHSET_CACHE"] = str(cache)
     return cache
 

@@ -18,7 +18,7 @@ from synthset.metrics.fidelity import (
     reference_name,
 )
 
-N = 40  # images per set: TF-Inception runs ~5 images/s on these 2 CPU cores
+N = 32  # images per set: TF-Inception runs ~5 images/s on these 2 CPU cores
 
 
 @pytest.fixture(scope="module")

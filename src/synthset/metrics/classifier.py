@@ -16,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRandomSampler
 from torchmetrics.functional.classification import multiclass_accuracy
@@ -190,10 +191,12 @@ def reference_classifier(datamodule: ImageDataModule, cache_dir: Path, max_steps
     """Train (or load the cached) reference classifier on ``datamodule``'s real training split, selected on val."""
     recipe = recipe_for(datamodule, max_steps)
     path = Path(cache_dir) / f"{datamodule.name}-{datamodule.fingerprint('train')}-seed{seed}-{recipe.key()}.pt"
-    if path.is_file():
-        return load_classifier(path, datamodule.channels, datamodule.num_classes)
-    images, labels = datamodule.split("train")
-    val = datamodule.split("val") if len(datamodule.split("val")[0]) else (images, labels)
-    model = fit_classifier(images, labels, datamodule.num_classes, recipe, seed, val)
-    save_classifier(model, path)
-    return model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):  # parallel sweep jobs sharing the cache train it once
+        if path.is_file():
+            return load_classifier(path, datamodule.channels, datamodule.num_classes)
+        images, labels = datamodule.split("train")
+        val = datamodule.split("val") if len(datamodule.split("val")[0]) else (images, labels)
+        model = fit_classifier(images, labels, datamodule.num_classes, recipe, seed, val)
+        save_classifier(model, path)
+        return model
