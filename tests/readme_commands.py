@@ -26,14 +26,14 @@ APPEND = {
     "train": ["trainer.max_steps=4", "model.width=8", "trainer.enable_progress_bar=false", "eval.num_samples=20",
               "eval.reference_samples=40",
               "callbacks.sample_grid.every_n_steps=100", "metrics.is_extractor=none", "metrics.progress=false"],
+    # The 1280-d extractor: TF-Inception's 2048x2048 eigenvalues cost 2.4 s per FID on 2 cores, and the same
+    # evaluate path with TF-Inception runs in test_evaluate.py and test_metrics.py.
     "evaluate": ["eval.num_samples=20", "eval.reference_samples=40", "metrics.is_extractor=none",
-                 "metrics.progress=false", "utility.steps=30", "progress=false", "metrics.precision_recall=false"],
+                 "metrics.fid_extractor=effnet-lite0", "metrics.progress=false", "utility.steps=30", "progress=false",
+                 "metrics.precision_recall=false"],
     "generate": ["num_samples=20", "card.eval_samples=20", "card.reference_samples=40", "card.fidelity=false",
                  "progress=false", "metrics.is_extractor=none", "metrics.progress=false", "num_workers=1"],
 }
-# Lines that also get these arguments: fragment -> arguments. Ten per-class FIDs on TF-Inception's 2048-d features
-# cost 25 s of eigenvalues on 2 cores; the per-class path is the same with the 1280-d extractor, as in test_evaluate.py.
-LINE_APPEND = {"eval.per_class=true": ["metrics.fid_extractor=effnet-lite0"]}
 NOT_RUN = {  # fragment -> why the line is only parsed here
     "data.download=true": "downloads CIFAR-10 (no network in CI)",
     "trainer.devices=8": "needs 8 GPUs",
@@ -75,8 +75,7 @@ def shrunk(script: str, args: list[str], root: Path) -> list[str]:
             value = str(root / value)
         out.append(f"{key}{sep}{value}" if sep else arg)
     given = {a.partition("=")[0] for a in out}
-    line_extra = [a for fragment, more in LINE_APPEND.items() if fragment in args for a in more]
-    extra = [a for a in [*APPEND[script.removesuffix(".py")], *line_extra] if a.partition("=")[0] not in given]
+    extra = [a for a in APPEND[script.removesuffix(".py")] if a.partition("=")[0] not in given]
     if script == "train.py" and "eval.every_n_steps" not in given and "sweep=optuna" not in args:
         extra.append("eval.every_n_steps=0")  # the recipes' evaluation trains a classifier: minutes on CPU
     if "sweep=optuna" in args and "hydra.sweeper.n_trials" not in given:

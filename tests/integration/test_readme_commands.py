@@ -4,13 +4,13 @@ Each must exit 0, or give the refusal README documents beside it. The session's 
 runs them once; the scale-out tests check the sweeps and the DDP run it made.
 """
 
-from tests.readme_commands import LINE_APPEND, NOT_RUN, REFUSED, readme_commands
+from tests.readme_commands import NOT_RUN, REFUSED, readme_commands
 
 
 def test_readme_lists_the_commands_this_test_runs() -> None:
     lines = [line for _, _, line in readme_commands()]
     assert len(lines) >= 30 and any("labels={0:10,1:20}" in line for line in lines)
-    assert all(any(fragment in line for line in lines) for fragment in [*NOT_RUN, *REFUSED, *LINE_APPEND])
+    assert all(any(fragment in line for line in lines) for fragment in [*NOT_RUN, *REFUSED])
 
 
 def test_every_readme_command_runs_or_gives_its_documented_refusal(readme_project) -> None:

@@ -1,7 +1,10 @@
 """Sharded, resumable, atomic generation: every finished shard is recorded with its sha256 (see ``manifest``)."""
 
+import contextlib
 import math
+import os
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,17 @@ from synthset.models.base import GenerativeModel
 
 SAMPLE_BATCH = 256
 MAX_REPLACEMENT_ROUNDS = 20
+
+
+@contextlib.contextmanager
+def sampling_threads_beside(encoders: int) -> Iterator[None]:
+    """Sample on the cores the encoder processes leave free: oversubscribed OpenMP threads spin-wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - encoders)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -152,8 +166,9 @@ class ShardedGeneration:
         pool = ProcessPoolExecutor(num_workers) if self.writer.uses_workers and num_workers > 1 else None
         depth = max(1, num_workers) if pool else 1
         desc = "generating" if world_size == 1 else f"generating (process {rank + 1}/{world_size})"
+        threads = sampling_threads_beside(num_workers if pool else 0)
         try:
-            with tqdm(total=mine, initial=mine - left, unit="img", desc=desc, disable=not progress) as bar:
+            with threads, tqdm(total=mine, initial=mine - left, unit="img", desc=desc, disable=not progress) as bar:
                 pending: deque = deque()
                 for shard in todo:
                     produced = self.shard_images(shard)

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -132,21 +133,34 @@ class ImageFolderWriter(DatasetWriter):
         return self.relative_paths(indices, labels), digest.hexdigest()
 
 
+def tar_member(name: str, data: bytes) -> bytes:
+    """One tar member: the stdlib's USTAR header for ``name`` (mtime 0, read-only), the data, zero padding."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o444
+    return info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
 def build_tar(path: str, indices: list[int], images: np.ndarray, labels: np.ndarray | None) -> str:
-    """Encode a shard's PNGs and write its tar (webdataset's TarWriter, fixed mtime); returns the tar's sha256.
+    """Encode a shard's PNGs and write its tar (``<key>.png`` and ``<key>.cls``); returns the tar's sha256.
 
-    Runs in an encoder process: the main process only samples and renames the finished file.
+    Runs in an encoder process: the main process only samples and renames the finished file. The members
+    go out as the stdlib's headers plus data: webdataset's TarWriter cost more per sample than the PNG
+    encoding itself (174 against 81 µs for a 16 px image here), so it made this format slower than a plain loop.
     """
-    import webdataset as wds
-
-    with open(path, "wb") as stream, wds.TarWriter(stream, mtime=0.0) as sink:
+    digest = hashlib.sha256()
+    with open(path, "wb") as stream:
         for i, index in enumerate(indices):
-            sample = {"__key__": f"{index:08d}", "png": encode_png(images[i])}
+            key = f"{index:08d}"
+            members = [tar_member(f"{key}.png", encode_png(images[i]))]
             if labels is not None:
-                sample["cls"] = int(labels[i])
-            sink.write(sample)
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+                members.append(tar_member(f"{key}.cls", str(int(labels[i])).encode()))
+            for member in members:
+                stream.write(member)
+                digest.update(member)
+        end_of_archive = bytes(2 * tarfile.BLOCKSIZE)
+        stream.write(end_of_archive)
+        digest.update(end_of_archive)
+    return digest.hexdigest()
 
 
 class WebDatasetWriter(DatasetWriter):
