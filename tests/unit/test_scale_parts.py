@@ -86,3 +86,38 @@ def test_recording_a_shard_never_rewrites_the_manifest(tmp_path: Path) -> None:
 def test_a_manifest_someone_else_wrote_is_not_synthsets(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text('{"spec": {}, "digest": "x", "shards": {}}')
     assert Manifest.load(tmp_path) is None
+
+
+def test_sampling_leaves_the_encoders_their_cores_and_restores_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthset.generation.runner import sampling_threads_beside
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        with sampling_threads_beside(2):
+            assert torch.get_num_threads() == 6
+        with sampling_threads_beside(8):
+            assert torch.get_num_threads() == 1  # never zero
+        assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_shard_tar_is_a_standard_tar_whose_digest_is_its_bytes(tmp_path: Path) -> None:
+    import hashlib
+    import tarfile
+
+    import numpy as np
+
+    from synthset.generation.writers import build_tar
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
+    path = tmp_path / "shard.tar"
+    digest = build_tar(str(path), [7, 8, 9], images, np.array([0, 1, 9]))
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == ["00000007.png", "00000007.cls", "00000008.png", "00000008.cls",
+                                             "00000009.png", "00000009.cls"]
+        assert tar.extractfile("00000009.cls").read() == b"9" and all(m.mtime == 0 for m in members)
