@@ -20,8 +20,8 @@ run: setup
 	$(PY) train.py experiment=quickstart
 	$(PY) generate.py run_id=latest num_samples=1000 format=imagefolder card.eval_samples=1000 card.fid_samples=200
 
-## One single-threaded pytest worker per core: on 2 cores two 1-thread workers do 1.7x the work of one
-## 2-thread process (small convolutions barely use a second thread), and never fight over OpenMP pools.
+## One single-threaded pytest worker per core (pytest-xdist): multi-threaded processes side by side would
+## spin-wait on each other's OpenMP pools. TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= auto
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
