@@ -121,3 +121,56 @@ def test_a_shard_tar_is_a_standard_tar_whose_digest_is_its_bytes(tmp_path: Path)
         assert [m.name for m in members] == ["00000007.png", "00000007.cls", "00000008.png", "00000008.cls",
                                              "00000009.png", "00000009.cls"]
         assert tar.extractfile("00000009.cls").read() == b"9" and all(m.mtime == 0 for m in members)
+
+
+@pytest.mark.parametrize("class_names", [["coat", "bag", "boot"], []])
+def test_hf_shards_built_apart_assemble_into_one_dataset_with_the_source_ids(tmp_path: Path, class_names) -> None:
+    import hashlib
+
+    import datasets
+    import numpy as np
+
+    from synthset.generation.readers import read_hf
+    from synthset.generation.writers import HuggingFaceWriter
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 1, 8, 8), dtype=np.uint8)
+    labels = np.array([2, 0, 1, 2, 0])
+    writer = HuggingFaceWriter(tmp_path, class_names)
+    for shard, indices in enumerate([[0, 1, 2], [3, 4]]):
+        batch, batch_labels = images[indices], labels[indices]
+        files, digest = writer.write_shard(shard, indices, batch, batch_labels,
+                                           writer.submit(None, shard, indices, batch, batch_labels))
+        assert files == writer.shard_files(shard, indices, batch_labels)
+        assert digest == hashlib.sha256((tmp_path / files[0]).read_bytes()).hexdigest()
+    writer.finalize(2)
+    back, back_labels = read_hf(tmp_path, bool(class_names), channels=1)
+    assert np.array_equal(back, images)
+    assert back_labels.tolist() == (labels.tolist() if class_names else [-1] * 5)
+    features = datasets.load_from_disk(str(tmp_path / "data")).features
+    assert set(features) == ({"image", "label"} if class_names else {"image"})
+    assert not class_names or features["label"].names == class_names
+    assert sorted(writer.assembled_files()) == sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "data").rglob("*"))
+
+
+def test_an_unfinished_hf_dataset_of_the_npz_layout_is_rewritten_only_with_overwrite(tmp_path: Path) -> None:
+    from synthset.generation.manifest import prepare_output
+    from synthset.generation.writers import HuggingFaceWriter
+
+    spec = {"format": "hf"}
+    old = Manifest(spec=spec, digest="d1", class_names=["a"], version=2)
+    old.save(tmp_path)
+    old.record_shard(tmp_path, 0, {"count": 1})
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "shard-000000.npz").write_bytes(b"npz")
+
+    def data_files(manifest: Manifest) -> list[str]:
+        return HuggingFaceWriter(tmp_path, manifest.class_names).assembled_files()
+
+    with pytest.raises(SynthsetError, match="overwrite=true"):
+        prepare_output(tmp_path, spec, "d1", ["a"], overwrite=False, data_files=data_files)
+    assert (tmp_path / "shards" / "shard-000000.npz").exists()
+    fresh = prepare_output(tmp_path, spec, "d1", ["a"], overwrite=True, data_files=data_files)
+    assert fresh.version == 3 and not fresh.shards and not (tmp_path / "shards").exists()
+    old.complete = True  # a finished dataset of the old layout is still read as it is
+    old.save(tmp_path)
+    assert prepare_output(tmp_path, spec, "d1", ["a"], overwrite=False, data_files=data_files).complete

@@ -24,7 +24,9 @@ from synthset.plaindata import first_impurity
 MANIFEST = "manifest.json"
 SHARD_RECORDS = ".manifest"
 WRITER = "synthset"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# The manifest version from which each format's shards have their present layout (hf: Arrow, was npz).
+LAYOUT_SINCE = {"hf": 3}
 # Files the card and later steps (utility, review) add beside the data.
 CARD_FILES = ("README.md", "synthset.json", "grid.png", "closest_pairs.png", "classes.json",
               "review.sqlite", "review.sqlite-wal", "review.sqlite-shm", "review.sqlite-journal")
@@ -122,6 +124,12 @@ def prepare_output(out: Path, spec: dict[str, Any], digest: str, class_names: li
     A folder holding anything else is refused and left untouched, whatever ``overwrite`` says.
     """
     manifest = Manifest.load_with_records(out)
+    resumable = manifest is not None and (manifest.complete or manifest.version >= LAYOUT_SINCE.get(spec.get("format"), 0))
+    if manifest is not None and manifest.digest == digest and not resumable:
+        require(overwrite, f"out={out} holds an unfinished {spec['format']} dataset whose shards an earlier synthset "
+                "wrote in another layout; pass overwrite=true to write it again, or choose another out=....")
+        replace_owned(out, manifest, data_files)
+        manifest = None
     if manifest is not None and manifest.digest == digest:
         for leftover in [p for p in out.rglob(".*.tmp-*") if TEMPORARY.match(p.name)]:
             leftover.unlink()  # synthset's own half-written files from a killed run: redone below
