@@ -48,6 +48,8 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str]]] = {
     # 590 real images beside 60,000 synthetic ones: mixed by size, a batch is 99 % synthetic; here half of it is real.
     "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"]),
     "fmnist_cgan@0.1:weight0.5": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.5"]),
+    # With all real data, a quarter of each batch synthetic instead of half (mixing by size gives about half).
+    "fmnist_cgan:weight0.25": ("fmnist_cgan", ["utility.synthetic_weight=0.25"]),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000

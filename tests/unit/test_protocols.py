@@ -32,3 +32,22 @@ def test_unlabeled_samples_only_get_the_real_classifier() -> None:
 def test_fractions_outside_the_unit_interval_are_refused(bad) -> None:
     with pytest.raises(SynthsetError, match=r"utility.real_fractions contains .* outside \(0, 1\]"):
         plan([bad], generator_fraction=1.0, labeled=True)
+
+
+def test_the_batch_weight_keys_only_a_mixed_training_set() -> None:
+    """A cached CAS classifier is reused under any synthetic_weight; a mixed set's cache follows the weight."""
+    import torch
+
+    from synthset.utility.scoring import TrainingSet
+
+    real, synthetic = torch.zeros(4, 1, 2, 2), torch.ones(6, 1, 2, 2)
+    labels, empty = torch.zeros(4, dtype=torch.long), torch.zeros(0, 1, 2, 2)
+
+    def key(real_images, weight):
+        return TrainingSet(real_images, labels[: len(real_images)], synthetic, torch.zeros(6, dtype=torch.long),
+                           "digest", weight).key()
+
+    assert key(empty, 0.25) == key(empty, None)
+    assert key(real, 0.25) != key(real, None) and key(real, 0.25) != key(real, 0.5)
+    _, _, weights = TrainingSet(real, labels, synthetic, torch.zeros(6, dtype=torch.long), "digest", 0.25).tensors()
+    assert torch.isclose(weights[4:].sum(), torch.tensor(0.25)) and torch.isclose(weights.sum(), torch.tensor(1.0))

@@ -59,7 +59,9 @@ class TrainingSet:
 
     def key(self) -> dict:
         return {"real": fingerprint(self.real_images, self.real_labels) if self.num_real else None,
-                "synthetic": self.synthetic_digest, "synthetic_weight": self.synthetic_weight if self.num_synthetic else None}
+                "synthetic": self.synthetic_digest,
+                # The weight only changes a mixed set: CAS (synthetic only) is the same classifier whatever it says.
+                "synthetic_weight": self.synthetic_weight if self.num_synthetic and self.num_real else None}
 
 
 @dataclass
