@@ -14,8 +14,8 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
 - CAS: the reference classifier trained on 60,000 synthetic images, tested on the 10,000 real test
   images; real+synthetic; mean ± std over ``--seeds`` classifier seeds;
 - low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
-  data (same data.seed, so no leakage) with DiffAugment; a ``:weight0.5`` row mixes half real, half
-  synthetic into every batch instead of mixing by set size.
+  data (same data.seed, so no leakage) with DiffAugment; a ``:weightW`` row reuses a row's generator and
+  dataset and makes a share W of every classifier batch synthetic instead of mixing by set size.
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
 GAN-test, diversity and CAS (one classifier seed); the ablation's cards skip FID.
 """
@@ -48,8 +48,9 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str]]] = {
     # 590 real images beside 60,000 synthetic ones: mixed by size, a batch is 99 % synthetic; here half of it is real.
     "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"]),
     "fmnist_cgan@0.1:weight0.5": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.5"]),
-    # With all real data, a quarter of each batch synthetic instead of half (mixing by size gives about half).
+    # With all real data, a quarter or a tenth of each batch synthetic instead of half (mixing by size gives about half).
     "fmnist_cgan:weight0.25": ("fmnist_cgan", ["utility.synthetic_weight=0.25"]),
+    "fmnist_cgan:weight0.1": ("fmnist_cgan", ["utility.synthetic_weight=0.1"]),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
