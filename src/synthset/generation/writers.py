@@ -164,27 +164,45 @@ def build_tar(path: str, indices: list[int], images: np.ndarray, labels: np.ndar
     return digest.hexdigest()
 
 
-class WebDatasetWriter(DatasetWriter):
-    """``shard-<i>.tar`` holding ``<index>.png`` and ``<index>.cls`` per sample; each tar is built by an encoder process."""
+class EncoderBuiltShardWriter(DatasetWriter):
+    """A format whose shard is one file that an encoder process builds whole; the main process only renames it."""
 
     needs_png = False
 
+    def shard_name(self, shard: int) -> str:
+        raise NotImplementedError
+
+    def build_call(self, path: str, indices: list[int], images: np.ndarray, labels: np.ndarray | None):
+        """``(function, args)`` that writes the shard to ``path`` and returns its sha256 (run in an encoder process)."""
+        raise NotImplementedError
+
     def shard_files(self, shard, indices, labels):
-        return [f"shard-{shard:06d}.tar"]
+        return [self.shard_name(shard)]
 
     def temporary(self, shard: int) -> Path:
-        return self.root / f".shard-{shard:06d}.tar.tmp-{os.getpid()}"
+        final = self.root / self.shard_name(shard)
+        return final.with_name(f".{final.name}.tmp-{os.getpid()}")
 
     def submit(self, pool, shard, indices, images, labels):
-        self.root.mkdir(parents=True, exist_ok=True)
-        args = (str(self.temporary(shard)), indices, images, labels)
-        return pool.submit(build_tar, *args) if pool else build_tar(*args)
+        path = self.temporary(shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build, args = self.build_call(str(path), indices, images, labels)
+        return pool.submit(build, *args) if pool else build(*args)
 
     def write_shard(self, shard, indices, images, labels, submitted):
         digest = submitted if isinstance(submitted, str) else submitted.result()
-        name = f"shard-{shard:06d}.tar"
-        os.replace(self.temporary(shard), self.root / name)
-        return [name], digest
+        os.replace(self.temporary(shard), self.root / self.shard_name(shard))
+        return [self.shard_name(shard)], digest
+
+
+class WebDatasetWriter(EncoderBuiltShardWriter):
+    """``shard-<i>.tar`` holding ``<index>.png`` and ``<index>.cls`` per sample; each tar is built by an encoder process."""
+
+    def shard_name(self, shard):
+        return f"shard-{shard:06d}.tar"
+
+    def build_call(self, path, indices, images, labels):
+        return build_tar, (path, indices, images, labels)
 
 
 class NpzWriter(DatasetWriter):
@@ -192,10 +210,9 @@ class NpzWriter(DatasetWriter):
 
     needs_png = False
     uses_workers = False
-    folder = ""
 
     def shard_files(self, shard, indices, labels):
-        return [str(Path(self.folder) / f"shard-{shard:06d}.npz")]
+        return [f"shard-{shard:06d}.npz"]
 
     def write_shard(self, shard, indices, images, labels, submitted):
         data = write_npz_bytes({
@@ -203,7 +220,7 @@ class NpzWriter(DatasetWriter):
             "labels": labels if labels is not None else np.full(len(indices), -1, dtype=np.int64),
             "indices": np.asarray(indices, dtype=np.int64),
         })
-        name = str(Path(self.folder) / f"shard-{shard:06d}.npz")
+        [name] = self.shard_files(shard, indices, labels)
         atomic_write_bytes(self.root / name, data)
         return [name], hashlib.sha256(data).hexdigest()
 
@@ -229,14 +246,13 @@ def build_arrow_shard(path: str, images: np.ndarray, labels: np.ndarray | None, 
     return hashlib.sha256(data).hexdigest()
 
 
-class HuggingFaceWriter(DatasetWriter):
+class HuggingFaceWriter(EncoderBuiltShardWriter):
     """Shards as Arrow files under ``shards/`` (built by the encoder processes), saved by ``datasets`` at the end.
 
     Features: ``image`` (``datasets.Image``) and ``label`` (``ClassLabel`` with the source's class names).
     ``<out>/data`` is ``save_to_disk`` form, for ``datasets.load_from_disk``.
     """
 
-    needs_png = False
     folder = "shards"
 
     @functools.cached_property
@@ -249,24 +265,11 @@ class HuggingFaceWriter(DatasetWriter):
             features["label"] = datasets.ClassLabel(names=self.class_names)
         return datasets.Features(features).arrow_schema
 
-    def shard_name(self, shard: int) -> str:
+    def shard_name(self, shard):
         return f"{self.folder}/shard-{shard:06d}.arrow"
 
-    def shard_files(self, shard, indices, labels):
-        return [self.shard_name(shard)]
-
-    def temporary(self, shard: int) -> Path:
-        return self.root / self.folder / f".shard-{shard:06d}.arrow.tmp-{os.getpid()}"
-
-    def submit(self, pool, shard, indices, images, labels):
-        (self.root / self.folder).mkdir(parents=True, exist_ok=True)
-        args = (str(self.temporary(shard)), images, labels if self.class_names else None, self.schema)
-        return pool.submit(build_arrow_shard, *args) if pool else build_arrow_shard(*args)
-
-    def write_shard(self, shard, indices, images, labels, submitted):
-        digest = submitted if isinstance(submitted, str) else submitted.result()
-        os.replace(self.temporary(shard), self.root / self.shard_name(shard))
-        return [self.shard_name(shard)], digest
+    def build_call(self, path, indices, images, labels):
+        return build_arrow_shard, (path, images, labels if self.class_names else None, self.schema)
 
     def assembled_files(self) -> list[str]:
         """``data/`` as ``datasets`` saved it, the staging folders a killed assembly can leave, and the npz
