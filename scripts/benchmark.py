@@ -7,7 +7,8 @@ confidence interval of the mean ratio is narrower than ±3 % (or a cap; the repo
 
 - train_overhead_ratio.<model>: steady-state images/s through our LightningModule + Trainer (MLflow
   logging on, evaluation off) / images/s of a plain PyTorch loop doing the same updates on the same
-  networks, losses, optimizers, batches and threads.
+  networks, losses, optimizers, batches and threads. The two alternate in chunks of 50 batches inside
+  each of our runs (one pair per chunk), so both sides of a pair meet the machine in the same second.
 - data_loader_headroom: images/s the training loader delivers / images/s the fastest model consumes.
 - eval_warm_speedup: cold-cache evaluation time / warm-cache time; eval_vs_fidelity_ratio: a direct
   torch_fidelity.calculate_metrics call's time / ours (warm, same images, same extractor).
@@ -33,11 +34,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from benchlib.ratios import measure_ratio, timed  # noqa: E402
+from benchlib.ratios import measure_interleaved, measure_ratio, timed  # noqa: E402
 
 from synthset.cli import quiet_third_party_logs  # noqa: E402
 
 PAIRING = {"min_pairs": 4, "max_pairs": 20, "target": 0.03, "warmup": True}
+# Training pairs are chunks of 50 batches, 6 per run of ours (see InterleavedChunks): cheap, so more of them.
+TRAIN_PAIRING = {"min_pairs": 12, "max_pairs": 60, "target": 0.03, "warmup": True}
 TRAIN_OVERRIDES = ["model.conditional=true", "model.width=32", "trainer.accelerator=cpu",
                    "trainer.enable_progress_bar=false", "callbacks.sample_grid.every_n_steps=100000",
                    "callbacks.checkpoints.every_n_train_steps=100000", "trainer.log_every_n_steps=25",
@@ -124,56 +127,111 @@ class SteadyStateTimer:
         return self.batches * batch_size / (self.end - self.start)
 
 
-def steady_training_rate(model_name: str, overrides: list[str], n_batches: int, warmup: int, root: Path,
-                         run_name: str) -> float:
-    """Images/s of ``run_training`` (the product path: Lightning, MLflow) over ``n_batches``, warm-up excluded."""
+def run_ours(model_name: str, overrides: list[str], n_batches: int, root: Path, run_name: str, callback) -> int:
+    """``run_training`` (the product path: Lightning, MLflow) for ``n_batches`` with ``callback``; returns the batch size."""
     from synthset.config import compose_config
     from synthset.pipelines.train import run_training
 
     cfg = compose_config("train", [*overrides, f"trainer.max_steps={optimizer_steps(model_name, n_batches)}"], root)
     cfg.paths.run_dir = str(root / run_name)
+    run_training(cfg, extra_callbacks=[callback])
+    return cfg.data.batch_size
+
+
+def steady_training_rate(model_name: str, overrides: list[str], n_batches: int, warmup: int, root: Path,
+                         run_name: str) -> float:
+    """Images/s of ``run_training`` over ``n_batches``, warm-up excluded."""
     timer = SteadyStateTimer(warmup)
-    run_training(cfg, extra_callbacks=[timer.callback])
+    batch_size = run_ours(model_name, overrides, n_batches, root, run_name, timer.callback)
     assert timer.batches == n_batches - warmup, "both sides must train on the same number of batches"
-    return timer.images_per_s(cfg.data.batch_size)
+    return timer.images_per_s(batch_size)
 
 
 def optimizer_steps(model_name: str, batches: int) -> int:
     return {"dcgan": 2 * batches, "wgan": batches + batches // 5, "vae": batches}[model_name]
 
 
-def bench_train(model_name: str, n_batches: int, out: Path, profile: bool = False) -> dict:
+class PlainLoop:
+    """The plain loop on its own copy of the networks, fed by its own loader with the device scaling ours runs."""
+
+    def __init__(self, overrides: list[str], root: Path) -> None:
+        from synthset.config import compose_config
+        from synthset.pipelines.train import build_datamodule, build_model
+
+        cfg = compose_config("train", overrides, root)
+        datamodule = build_datamodule(cfg)
+        self.model = build_model(cfg, datamodule).train()
+        loader = datamodule.train_dataloader()
+
+        def batches():
+            while True:
+                for batch in loader:
+                    yield datamodule.on_after_batch_transfer(batch, 0)
+
+        self.stream = batches()
+
+    def images_per_s(self, n_batches: int) -> float:
+        start = SteadyStateTimer.now()
+        seen = plain_loop(self.model, (next(self.stream) for _ in range(n_batches)))
+        return seen / (SteadyStateTimer.now() - start)
+
+
+class InterleavedChunks:
+    """After every ``chunk`` of our batches, ``chunk`` batches of the plain loop: one (ours, plain) pair each.
+
+    Pairs a second apart meet the same machine; whole runs a minute apart did not (on the 2-core VM the
+    plain loop alone drifted by ±15 % between runs). Our chunk is timed from the start of its first batch to
+    the start of the next chunk's first, so all Lightning does between batches (logging too) is in it; the
+    plain chunk runs in that gap, outside our time.
+    """
+
+    def __init__(self, plain: PlainLoop, warmup: int, chunk: int, batch_size: int) -> None:
+        import pytorch_lightning as pl
+
+        outer = self
+
+        class Callback(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+                outer.batch_starts()
+
+        self.plain, self.warmup, self.chunk, self.batch_size = plain, warmup, chunk, batch_size
+        self.seen, self.start, self.pairs = 0, None, []
+        self.callback = Callback()
+
+    def batch_starts(self) -> None:
+        if self.seen >= self.warmup and (self.seen - self.warmup) % self.chunk == 0:
+            if self.start is not None:
+                ours = self.chunk * self.batch_size / (SteadyStateTimer.now() - self.start)
+                self.pairs.append((ours, self.plain.images_per_s(self.chunk)))
+            self.start = SteadyStateTimer.now()
+        self.seen += 1
+
+
+def bench_train(model_name: str, chunk: int, chunks_per_run: int, out: Path, profile: bool = False) -> dict:
+    """Our training / the plain loop, paired chunk by chunk inside each of our runs (see ``InterleavedChunks``)."""
     from synthset.config import compose_config
-    from synthset.pipelines.train import build_datamodule, build_model
 
     overrides = [f"model={model_name}", *TRAIN_OVERRIDES]
     warmup, runs = 5, [0]
+    batch_size = compose_config("train", overrides, out).data.batch_size
+    n_batches = warmup + chunk * chunks_per_run + 1  # the last batch's start closes the last chunk
+    assert chunk % 5 == 0, "a chunk must hold whole WGAN-GP critic cycles (n_critic=5) on both sides"
+    plain = PlainLoop(overrides, out / "baseline")
+    plain.images_per_s(warmup)
 
-    def ours() -> float:
+    def interleaved_run() -> list[tuple[float, float]]:
         runs[0] += 1
-        return steady_training_rate(model_name, overrides, n_batches, warmup, out / model_name, f"run-{runs[0]}")
+        chunks = InterleavedChunks(plain, warmup, chunk, batch_size)
+        run_ours(model_name, overrides, n_batches, out / model_name, f"run-{runs[0]}", chunks.callback)
+        assert len(chunks.pairs) == chunks_per_run
+        return chunks.pairs
 
-    def baseline() -> float:
-        cfg = compose_config("train", overrides, out / "baseline")
-        dm = build_datamodule(cfg)
-        model = build_model(cfg, dm).train()
-        loader = dm.train_dataloader()
-
-        def batches():  # the same loader and device scaling Lightning runs on our side
-            while True:
-                for batch in loader:
-                    yield dm.on_after_batch_transfer(batch, 0)
-
-        stream = batches()
-        plain_loop(model, [next(stream) for _ in range(warmup)])
-        start = time.perf_counter()
-        seen = plain_loop(model, (next(stream) for _ in range(n_batches - warmup)))
-        return seen / (time.perf_counter() - start)
-
-    result = measure_ratio(ours, baseline, **PAIRING)
-    result["overhead_ms_per_batch"] = overhead_ms_per_batch(result, compose_config("train", overrides, out).data.batch_size)
+    result = measure_interleaved(interleaved_run, **TRAIN_PAIRING)
+    result["overhead_ms_per_batch"] = overhead_ms_per_batch(result, batch_size)
+    result["chunk_batches"] = chunk
     if profile:
-        result["profile"] = profiled(ours)
+        result["profile"] = profiled(lambda: steady_training_rate(model_name, overrides, n_batches, warmup,
+                                                                  out / model_name, "profiled"))
     return result
 
 
@@ -398,7 +456,9 @@ def ratio_cell(r: dict) -> str:
 def markdown(results: dict) -> str:
     lines = ["# Benchmarks", "", "Produced by `python scripts/benchmark.py`: each ratio is the mean over alternating "
              "candidate/baseline pairs run in one process, with its 95 % confidence interval (Student's t); pairs continue "
-             f"until the interval is within ±3 % of the ratio or {results['pairing']['max_pairs']} pairs. GPU figures: "
+             f"until the interval is within ±3 % of the ratio or {results['pairing']['max_pairs']} pairs. Training pairs "
+             f"are chunks of {next(iter(results['train'].values()))['chunk_batches']} batches, ours then the plain loop, "
+             f"inside each of our runs (at most {results['train_pairing']['max_pairs']} pairs). GPU figures: "
              "[benchmarks-gpu.md](benchmarks-gpu.md).", "",
              "Machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
              "| benchmark | ratio [95 % CI] | ours (median) | baseline (median) | target |", "|---|---|---|---|---|"]
@@ -449,19 +509,29 @@ def main() -> None:
     parser.add_argument("--models", default="dcgan,wgan,vae")
     parser.add_argument("--profile", action="store_true", help="add cProfile tables (the full run does)")
     parser.add_argument("--pairs", default=None, help="MIN:MAX alternating pairs per ratio (default 4:20)")
+    parser.add_argument("--train-pairs", default=None, help="MIN:MAX chunk pairs per training ratio (default 12:60)")
+    parser.add_argument("--train-only", action="store_true", help="only the training ratios (printed; no report written)")
     args = parser.parse_args()
     quiet_third_party_logs()
     if args.quick:
         PAIRING.update(min_pairs=2, max_pairs=2, warmup=False)
+        TRAIN_PAIRING.update(min_pairs=2, max_pairs=2, warmup=False)
     if args.pairs:
         PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.pairs.split(":")), strict=True))
+    if args.train_pairs:
+        TRAIN_PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.train_pairs.split(":")), strict=True))
     args.profile = args.profile or not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        results = {"machine": machine(), "pairing": dict(PAIRING), "train": {}}
+        results = {"machine": machine(), "pairing": dict(PAIRING), "train_pairing": dict(TRAIN_PAIRING), "train": {}}
         for name in args.models.split(","):
-            results["train"][name] = bench_train(name, 12 if args.quick else 300, out, profile=args.profile)
-            print(f"train_overhead_ratio.{name} = {ratio_cell(results['train'][name])}", flush=True)
+            chunking = dict(chunk=5, chunks_per_run=2) if args.quick else dict(chunk=50, chunks_per_run=6)
+            results["train"][name] = bench_train(name, **chunking, out=out, profile=args.profile)
+            print(f"train_overhead_ratio.{name} = {ratio_cell(results['train'][name])}; "
+                  f"{results['train'][name]['overhead_ms_per_batch']:+.2f} ms per batch", flush=True)
+        if args.train_only:
+            print(json.dumps(results) if args.json else "")
+            return
         fastest = max(statistics.median(r["candidate"]) for r in results["train"].values())
         results["loader"] = bench_data_loader(40 if args.quick else 400, fastest, out)
         results["eval"] = bench_eval(4 if args.quick else 64, 4 if args.quick else 64, out)

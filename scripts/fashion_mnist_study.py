@@ -43,14 +43,20 @@ GENERATORS: dict[str, list[str]] = {
     "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=6000"],
     "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000"],
 }
-# Rows that reuse another row's generator and dataset with another utility recipe: row -> (generator, overrides).
-UTILITY_VARIANTS: dict[str, tuple[str, list[str]]] = {
+# Rows that reuse another row's generator with another recipe: row -> (generator, utility overrides, generation
+# overrides). Generation overrides make a dataset of their own (e.g. a filtered one); without them the row reuses the
+# generator's dataset.
+UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # 590 real images beside 60,000 synthetic ones: mixed by size, a batch is 99 % synthetic; here half of it is real.
-    "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"]),
-    "fmnist_cgan@0.1:weight0.5": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.5"]),
+    "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"], []),
+    "fmnist_cgan@0.1:weight0.5": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.5"], []),
+    "fmnist_cgan@0.01:weight0.25": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.25"], []),
+    # GaFi's filter: per class, the half of the draws the reference classifier is surest of. That classifier is the
+    # one of the generator's own data (the same 1 % subset), so the filter adds no labels the protocol lacks.
+    "fmnist_cgan@0.01:top_k0.5:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"], ["filter.top_k=0.5"]),
     # With all real data, a quarter or a tenth of each batch synthetic instead of half (mixing by size gives about half).
-    "fmnist_cgan:weight0.25": ("fmnist_cgan", ["utility.synthetic_weight=0.25"]),
-    "fmnist_cgan:weight0.1": ("fmnist_cgan", ["utility.synthetic_weight=0.1"]),
+    "fmnist_cgan:weight0.25": ("fmnist_cgan", ["utility.synthetic_weight=0.25"], []),
+    "fmnist_cgan:weight0.1": ("fmnist_cgan", ["utility.synthetic_weight=0.1"], []),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
@@ -58,7 +64,12 @@ FID_IMAGES = 2_000
 
 def slug(name: str) -> str:
     """A row name as a file or folder name: ``ablation:+ema`` -> ``ablation_+ema``, ``x@0.1`` -> ``x_at_0.1``."""
-    return name.replace(":", "_").replace("@", "_at_")
+    return name.replace(":", "_").replace("@", "_at_").replace("=", "")
+
+
+def dataset_name(generator: str, generation_overrides: list[str]) -> str:
+    """The generator's own dataset, or one per set of generation overrides: ``x:filter.top_k=0.5``."""
+    return ":".join([generator, *generation_overrides])
 
 
 def row_path(name: str, root: Path) -> Path:
@@ -95,7 +106,7 @@ def is_ablation(name: str) -> bool:
     return name.startswith("ablation:")
 
 
-def dataset(name: str, run_id: str, root: Path) -> Path:
+def dataset(name: str, run_id: str, root: Path, generation_overrides: list[str]) -> Path:
     """60,000 balanced images in npz shards, with a card scoring 2,000 of them against 2,000 test images.
 
     Ablation rows skip the TF-Inception FID (7 minutes each on CPU); GAN-test and diversity are always measured.
@@ -109,7 +120,7 @@ def dataset(name: str, run_id: str, root: Path) -> Path:
                                          f"num_samples={SYNTHETIC_IMAGES}", "shard_size=5000", "overwrite=true",
                                          f"card.eval_samples={FID_IMAGES}", f"card.reference_samples={FID_IMAGES}",
                                          f"card.fidelity={str(not is_ablation(name)).lower()}",
-                                         "metrics.is_extractor=none"], root))
+                                         "metrics.is_extractor=none", *generation_overrides], root))
 
 
 def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root: Path,
@@ -129,9 +140,9 @@ def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root:
 
 
 def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
-    generator, utility_overrides = UTILITY_VARIANTS.get(name, (name, []))
+    generator, utility_overrides, generation_overrides = UTILITY_VARIANTS.get(name, (name, [], []))
     run_id = generator_run(generator, root)
-    out = dataset(generator, run_id, root)
+    out = dataset(dataset_name(generator, generation_overrides), run_id, root, generation_overrides)
     card = json.loads((out / "synthset.json").read_text())
     fraction = card["source"]["data_config"]["fraction"]
     quality = card["quality"]

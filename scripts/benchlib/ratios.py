@@ -3,7 +3,8 @@
 One pair is one candidate run and one baseline run back to back, so slow drift (thermal state, other
 load) hits both alike; the ratio of each pair is one observation. Pairs continue until the 95 %
 confidence interval of the mean ratio (Student's t) is narrower than ``target`` of the mean, or
-``max_pairs`` is reached (the report then says the target width was not reached).
+``max_pairs`` is reached (the report then says the target width was not reached). ``measure_interleaved``
+takes pairs that one run yields several of (training: a plain-loop chunk after every chunk of our batches).
 """
 
 import math
@@ -57,12 +58,22 @@ def measure_ratio(candidate: Callable[[], float], baseline: Callable[[], float],
                   max_pairs: int = 20, target: float = 0.03, warmup: bool = True,
                   higher_is_better: bool = True) -> dict:
     """Alternate candidate and baseline until the ratio's 95 % CI is within ±``target`` (relative)."""
+    return measure_interleaved(lambda: [(candidate(), baseline())], min_pairs=min_pairs, max_pairs=max_pairs,
+                               target=target, warmup=warmup, higher_is_better=higher_is_better)
+
+
+def measure_interleaved(run: Callable[[], list[tuple[float, float]]], *, min_pairs: int = 4, max_pairs: int = 20,
+                        target: float = 0.03, warmup: bool = True, higher_is_better: bool = True) -> dict:
+    """Pairs that come in groups: each ``run()`` yields (candidate, baseline) pairs, and runs go on until the 95 % CI
+    is within ±``target`` (checked after every run) or ``max_pairs`` pairs are in (the surplus of the last run is dropped).
+    """
     if warmup:
-        candidate(), baseline()
+        run()
     measured = PairedRatio(higher_is_better=higher_is_better)
     while len(measured.candidate) < max_pairs:
-        measured.candidate.append(candidate())
-        measured.baseline.append(baseline())
+        for candidate, baseline in run()[: max_pairs - len(measured.candidate)]:
+            measured.candidate.append(candidate)
+            measured.baseline.append(baseline)
         if len(measured.candidate) >= min_pairs and measured.halfwidth / measured.mean <= target:
             break
     return measured.summary(target)

@@ -132,6 +132,12 @@ class GenerativeModel(pl.LightningModule):
         """Host mirrors are re-read from the (restored) buffers on first use."""
         self._generator_count = None
 
+    def optimizer_step_on(self, optimizer, loss: torch.Tensor) -> None:
+        """One manual update (every model optimizes manually: Lightning's closure loop costs more per batch)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+
     def update_ema(self) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.decoder)

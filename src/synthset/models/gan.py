@@ -106,11 +106,6 @@ class GANModule(GenerativeModel):
         z = torch.randn(n, self.latent_dim, device=self.device)
         return self.compiled_network("generator")(z, labels)
 
-    def optimizer_step_on(self, optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
-
     def discriminator_step(self, optimizer, real: torch.Tensor, fake: torch.Tensor,
                            labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """One D update; the penalty constrains D itself, on interpolates of the tensors D saw."""

@@ -59,6 +59,7 @@ class BetaVAE(GenerativeModel):
         require(sigma is None or sigma > 0, f"model.sigma={sigma} must be positive (a decoder std such as 0.1) or null (learned).")
         require(kl_warmup_steps >= 0, f"model.kl_warmup_steps={kl_warmup_steps} is negative; expected 0 (off) or a step count.")
         self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False  # one backward and one step per batch: Lightning's closure loop costs more
         self.encoder = ConvEncoder(channels, image_size, width, norm="batch")
         self.label_embedding = nn.Embedding(self.num_classes, latent_dim) if self.num_classes else None
         encoded = self.encoder.out_features + (latent_dim if self.num_classes else 0)
@@ -123,14 +124,12 @@ class BetaVAE(GenerativeModel):
             out["decoder_sigma"] = torch.as_tensor(log_sigma).exp().detach()
         return out
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         out = self.losses(batch)
-        self.log_train_metrics({f"train/{k}": v.detach() for k, v in out.items()})
-        return out["loss"]
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.optimizer_step_on(self.optimizers(), out["loss"])
         self.count_generator_step()
         self.update_ema()
+        self.log_train_metrics({f"train/{k}": v.detach() for k, v in out.items()})
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         out = self.losses(batch)
