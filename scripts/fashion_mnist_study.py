@@ -15,7 +15,8 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
   images; real+synthetic; mean ± std over ``--seeds`` classifier seeds;
 - low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
   data (same data.seed, so no leakage) with DiffAugment; a ``:weightW`` row reuses a row's generator and
-  dataset and makes a share W of every classifier batch synthetic instead of mixing by set size.
+  dataset and makes a share W of every classifier batch synthetic instead of mixing by set size; a ``:top_k``
+  row writes its own dataset from that generator with GaFi's filter (``filter.top_k``).
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
 GAN-test, diversity and CAS (one classifier seed); the ablation's cards skip FID.
 """
