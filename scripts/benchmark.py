@@ -1,6 +1,9 @@
 """Benchmarks as ratios against a baseline run in the same process, in alternating pairs with 95 % CIs.
 
     python scripts/benchmark.py [--quick] [--json] [--write docs/benchmarks.md]
+    python scripts/benchmark.py --train-only --models dcgan                # one training ratio, printed
+    python scripts/benchmark.py --generate-only --formats webdataset --growth-formats '' --pairs 20:60
+    python scripts/benchmark.py --generate-only --formats '' --scratch /dev/shm   # growth rows off the disk
 
 Every ratio comes from candidate/baseline pairs run back to back; pairs continue until the 95 %
 confidence interval of the mean ratio is narrower than ±3 % (or a cap; the report says so).
@@ -20,6 +23,7 @@ confidence interval of the mean ratio is narrower than ±3 % (or a cap; the repo
 """
 
 import argparse
+import io
 import json
 import platform
 import shutil
@@ -317,6 +321,16 @@ def proc_status_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def pil_png(image) -> bytes:
+    """What a plain loop writes: PIL's PNG of a uint8 (C, H, W) image, at synthset's compression level."""
+    from PIL import Image
+
+    array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
 class GenerationBench:
     """One small conditional model, and timings of its generation loop (sampling, encoding, writing, records)."""
 
@@ -366,7 +380,6 @@ class GenerationBench:
 
     def plain_images_per_s(self, n: int) -> float:
         from synthset.data.datamodule import to_uint8
-        from synthset.generation.writers import encode_png
 
         target = self.root / "plain" / str(self.counter)
         target.mkdir(parents=True, exist_ok=True)
@@ -376,7 +389,7 @@ class GenerationBench:
             for start in range(0, n, 256):
                 images = to_uint8(self.model.sample(min(256, n - start), generator=generator)).numpy()
                 for i, image in enumerate(images):
-                    (target / f"{start + i:08d}.png").write_bytes(encode_png(image))
+                    (target / f"{start + i:08d}.png").write_bytes(pil_png(image))
 
         return n / timed(loop)
 
@@ -410,16 +423,23 @@ class GenerationBench:
         results.put((peak, peak - start))
 
 
-def bench_generate(n: int, growth: tuple[int, int], rss: tuple[int, int], out: Path, profile: bool = False) -> dict:
+GENERATE_FORMATS = ("imagefolder", "hf", "webdataset", "npz")
+
+
+GROWTH_FORMATS = ("npz", "imagefolder")
+
+
+def bench_generate(n: int, growth: tuple[int, int], rss: tuple[int, int], out: Path, profile: bool = False,
+                   formats: tuple[str, ...] = GENERATE_FORMATS, growth_formats: tuple[str, ...] = GROWTH_FORMATS) -> dict:
     bench = GenerationBench(out)
     try:
         results: dict = {"vs_baseline": {}, "time_growth": {}}
-        for fmt in ("imagefolder", "hf", "webdataset", "npz"):
+        for fmt in formats:
             results["vs_baseline"][fmt] = measure_ratio(lambda f=fmt: n / bench.loop_seconds(f, n, max(1, n // 8)),
                                                         lambda: bench.plain_images_per_s(n), **PAIRING)
             print(f"generate_vs_baseline_ratio.{fmt} = {results['vs_baseline'][fmt]['ratio']:.3f}", flush=True)
         small, large = growth
-        for fmt in ("npz", "imagefolder"):  # seconds per image, large count / small count, in alternating pairs
+        for fmt in growth_formats:  # seconds per image, large count / small count, in alternating pairs
             growth_ratio = measure_ratio(lambda f=fmt: bench.loop_seconds(f, large, 1000) / large,
                                          lambda f=fmt: bench.loop_seconds(f, small, 1000) / small, **PAIRING)
             growth_ratio["counts"] = [small, large]
@@ -501,6 +521,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen_formats(parser: argparse.ArgumentParser, flag: str, value: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated format list ('' for none); an unknown name stops the script with exit 2."""
+    formats = tuple(name for name in value.split(",") if name)
+    unknown = sorted(set(formats) - set(known))
+    if unknown:
+        parser.error(f"{flag} {','.join(unknown)} is unknown; expected some of {','.join(known)}.")
+    return formats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 pairs: the contract in a minute or two")
@@ -511,6 +540,15 @@ def main() -> None:
     parser.add_argument("--pairs", default=None, help="MIN:MAX alternating pairs per ratio (default 4:20)")
     parser.add_argument("--train-pairs", default=None, help="MIN:MAX chunk pairs per training ratio (default 12:60)")
     parser.add_argument("--train-only", action="store_true", help="only the training ratios (printed; no report written)")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="only the generation rows (printed; no report written)")
+    parser.add_argument("--formats", default=",".join(GENERATE_FORMATS),
+                        help="formats of the generate_vs_baseline rows, comma-separated, or '' for none (default: all four)")
+    parser.add_argument("--growth-formats", default=",".join(GROWTH_FORMATS),
+                        help="formats of the generate_time_growth rows, comma-separated, or '' for none (default: npz,imagefolder)")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="where the benchmark writes (default: the system's temp folder); /dev/shm takes a "
+                             "disk whose timing varies out of generate_time_growth")
     args = parser.parse_args()
     quiet_third_party_logs()
     if args.quick:
@@ -521,9 +559,18 @@ def main() -> None:
     if args.train_pairs:
         TRAIN_PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.train_pairs.split(":")), strict=True))
     args.profile = args.profile or not args.quick
-    with tempfile.TemporaryDirectory() as tmp:
+    sizes = dict(n=200, growth=(200, 800), rss=(200, 600)) if args.quick else dict(
+        n=10000, growth=(20000, 200000), rss=(1000, 20000))
+    formats, growth_formats = (chosen_formats(parser, flag, value, GENERATE_FORMATS) for flag, value in (
+        ("--formats", args.formats), ("--growth-formats", args.growth_formats)))
+    with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         out = Path(tmp)
-        results = {"machine": machine(), "pairing": dict(PAIRING), "train_pairing": dict(TRAIN_PAIRING), "train": {}}
+        results = {"machine": machine(), "pairing": dict(PAIRING), "train_pairing": dict(TRAIN_PAIRING), "train": {},
+                   "scratch": str(out)}
+        if args.generate_only:
+            results["generate"] = bench_generate(**sizes, out=out, formats=formats, growth_formats=growth_formats)
+            print(json.dumps(results) if args.json else "")
+            return
         for name in args.models.split(","):
             chunking = dict(chunk=5, chunks_per_run=2) if args.quick else dict(chunk=50, chunks_per_run=6)
             results["train"][name] = bench_train(name, **chunking, out=out, profile=args.profile)
@@ -535,9 +582,8 @@ def main() -> None:
         fastest = max(statistics.median(r["candidate"]) for r in results["train"].values())
         results["loader"] = bench_data_loader(40 if args.quick else 400, fastest, out)
         results["eval"] = bench_eval(4 if args.quick else 64, 4 if args.quick else 64, out)
-        sizes = dict(n=200, growth=(200, 800), rss=(200, 600)) if args.quick else dict(
-            n=10000, growth=(20000, 200000), rss=(1000, 20000))
-        results["generate"] = bench_generate(**sizes, out=out, profile=args.profile)
+        results["generate"] = bench_generate(**sizes, out=out, profile=args.profile, formats=formats,
+                                             growth_formats=growth_formats)
     results["summary"] = {
         "train_overhead_ratio": {k: v["ratio"] for k, v in results["train"].items()},
         "data_loader_headroom": results["loader"]["data_loader_headroom"],

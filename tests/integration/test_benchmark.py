@@ -65,3 +65,19 @@ def test_the_gpu_benchmark_plumbing_runs_on_a_cpu(capsys, monkeypatch) -> None:
     for ratio in report["train"]["dcgan"].values():
         assert_consistent(ratio, 2)
     assert report["loader"]["data_loader_headroom"] > 0 and report["device"] == "cpu"
+
+
+def test_generation_rows_alone_write_under_the_scratch_folder(capsys, monkeypatch, tmp_path) -> None:
+    report = run_script(capsys, monkeypatch, str(REPO / "scripts" / "benchmark.py"), "--quick", "--json",
+                        "--generate-only", "--formats", "webdataset", "--scratch", str(tmp_path))
+    assert report["generate"]["vs_baseline"].keys() == {"webdataset"} and not report["train"]
+    assert_consistent(report["generate"]["vs_baseline"]["webdataset"], 2)
+    assert report["generate"]["time_growth"].keys() == {"npz", "imagefolder"}
+    assert report["scratch"].startswith(str(tmp_path)) and not any(tmp_path.iterdir())  # removed when done
+
+
+def test_an_unknown_format_is_refused_with_exit_2(capsys, monkeypatch) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        run_script(capsys, monkeypatch, str(REPO / "scripts" / "benchmark.py"), "--formats", "tfrecord")
+    assert stopped.value.code == 2
+    assert "--formats tfrecord is unknown; expected some of imagefolder,hf,webdataset,npz" in capsys.readouterr().err

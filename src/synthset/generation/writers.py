@@ -12,8 +12,10 @@ import io
 import os
 import re
 import shutil
+import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +25,26 @@ from synthset.atomic import atomic_write_bytes
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 (C, H, W) -> PNG bytes (deterministic: fixed compression, no metadata)."""
-    from PIL import Image
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_COMPRESS_LEVEL = 6
 
-    array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
+
+def png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 (C, H, W), C = 1 or 3 -> PNG bytes: 8-bit grey or RGB, no row filter, zlib level 6, no metadata.
+
+    Written with zlib directly: on 16-32 px images PIL's per-call overhead was most of the cost (90 against
+    47 µs per 16 px image here, for files 2 % smaller). Deterministic, and PIL decodes it to the same array.
+    """
+    channels, height, width = image.shape
+    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # each row starts with filter type 0 (None)
+    rows[:, 1:] = (image[0] if channels == 1 else image.transpose(1, 2, 0)).reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)) + png_chunk(b"IEND", b""))
 
 
 def encode_png_to(image: np.ndarray, path: str | None) -> bytes:
@@ -134,19 +148,39 @@ class ImageFolderWriter(DatasetWriter):
         return self.relative_paths(indices, labels), digest.hexdigest()
 
 
+@functools.cache
+def tar_header_template() -> bytes:
+    """The stdlib's USTAR header of a read-only file with mtime 0 and no name; ``tar_header`` fills in the rest."""
+    info = tarfile.TarInfo("")
+    info.mode = 0o444
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def tar_header(name: str, size: int) -> bytes:
+    """``TarInfo(name).tobuf(USTAR_FORMAT)`` for such a file, byte for byte, at a fifth of its cost (5 against 22 µs).
+
+    ``name`` is ASCII and shorter than 100 bytes (``<index>.<ext>``); a test checks every byte against the stdlib.
+    """
+    header = bytearray(tar_header_template())
+    encoded = name.encode("ascii")
+    header[: len(encoded)] = encoded
+    header[124:136] = b"%011o\0" % size
+    header[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
 def tar_member(name: str, data: bytes) -> bytes:
-    """One tar member: the stdlib's USTAR header for ``name`` (mtime 0, read-only), the data, zero padding."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), 0o444
-    return info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+    """One tar member: the USTAR header for ``name`` (mtime 0, read-only), the data, zero padding."""
+    return tar_header(name, len(data)) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
 
 
 def build_tar(path: str, indices: list[int], images: np.ndarray, labels: np.ndarray | None) -> str:
     """Encode a shard's PNGs and write its tar (``<key>.png`` and ``<key>.cls``); returns the tar's sha256.
 
     Runs in an encoder process: the main process only samples and renames the finished file. The members
-    go out as the stdlib's headers plus data: webdataset's TarWriter cost more per sample than the PNG
-    encoding itself (174 against 81 µs for a 16 px image here), so it made this format slower than a plain loop.
+    go out as USTAR headers plus data: webdataset's TarWriter cost more per sample than the PNG encoding
+    itself (174 against 81 µs for a 16 px image here), so it made this format slower than a plain loop.
     """
     digest = hashlib.sha256()
     with open(path, "wb") as stream:
