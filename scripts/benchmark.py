@@ -424,8 +424,6 @@ class GenerationBench:
 
 
 GENERATE_FORMATS = ("imagefolder", "hf", "webdataset", "npz")
-
-
 GROWTH_FORMATS = ("npz", "imagefolder")
 
 
