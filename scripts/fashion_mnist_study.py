@@ -53,6 +53,7 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_cgan@0.01:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"], []),
     "fmnist_cgan@0.1:weight0.5": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.5"], []),
     "fmnist_cgan@0.01:weight0.25": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.25"], []),
+    "fmnist_cgan@0.1:weight0.25": ("fmnist_cgan@0.1", ["utility.synthetic_weight=0.25"], []),
     # GaFi's filter: per class, the half of the draws the reference classifier is surest of. That classifier is the
     # one of the generator's own data (the same 1 % subset), so the filter adds no labels the protocol lacks.
     "fmnist_cgan@0.01:top_k0.5:weight0.5": ("fmnist_cgan@0.01", ["utility.synthetic_weight=0.5"], ["filter.top_k=0.5"]),
