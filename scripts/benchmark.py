@@ -552,10 +552,9 @@ def main() -> None:
     if args.quick:
         PAIRING.update(min_pairs=2, max_pairs=2, warmup=False)
         TRAIN_PAIRING.update(min_pairs=2, max_pairs=2, warmup=False)
-    if args.pairs:
-        PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.pairs.split(":")), strict=True))
-    if args.train_pairs:
-        TRAIN_PAIRING.update(zip(("min_pairs", "max_pairs"), (int(n) for n in args.train_pairs.split(":")), strict=True))
+    for pairing, text in ((PAIRING, args.pairs), (TRAIN_PAIRING, args.train_pairs)):
+        if text:  # MIN:MAX
+            pairing.update(zip(("min_pairs", "max_pairs"), (int(n) for n in text.split(":")), strict=True))
     args.profile = args.profile or not args.quick
     sizes = dict(n=200, growth=(200, 800), rss=(200, 600)) if args.quick else dict(
         n=10000, growth=(20000, 200000), rss=(1000, 20000))

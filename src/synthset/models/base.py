@@ -138,6 +138,11 @@ class GenerativeModel(pl.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
 
+    def finish_generator_step(self) -> None:
+        """After each decoder update: count it, then fold the new weights into the EMA."""
+        self.count_generator_step()
+        self.update_ema()
+
     def update_ema(self) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.decoder)

@@ -142,7 +142,3 @@ class GANModule(GenerativeModel):
         if hasattr(self, "last_g_loss"):
             metrics["train/g_loss"] = self.last_g_loss
         self.log_train_metrics(metrics)
-
-    def finish_generator_step(self) -> None:
-        self.count_generator_step()
-        self.update_ema()

@@ -127,8 +127,7 @@ class BetaVAE(GenerativeModel):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         out = self.losses(batch)
         self.optimizer_step_on(self.optimizers(), out["loss"])
-        self.count_generator_step()
-        self.update_ema()
+        self.finish_generator_step()
         self.log_train_metrics({f"train/{k}": v.detach() for k, v in out.items()})
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
