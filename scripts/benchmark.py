@@ -25,6 +25,7 @@ confidence interval of the mean ratio is narrower than ±3 % (or a cap; the repo
 import argparse
 import io
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -237,6 +238,31 @@ def bench_train(model_name: str, chunk: int, chunks_per_run: int, out: Path, pro
         result["profile"] = profiled(lambda: steady_training_rate(model_name, overrides, n_batches, warmup,
                                                                   out / model_name, "profiled"))
     return result
+
+
+def bench_cuda_probe(n_batches: int, out: Path) -> dict | None:
+    """The plain DCGAN loop with synthset's environment / with Lightning's NVML-based CUDA check (None where NVML loads).
+
+    Both sides are the same loop in this process; only ``PYTORCH_NVML_BASED_CUDA_CHECK`` differs between them.
+    """
+    from synthset.cuda_probe import NVML_CHECK_VAR, nvml_loads
+
+    if nvml_loads():
+        return None
+    plain = PlainLoop(["model=dcgan", *TRAIN_OVERRIDES], out / "cuda-probe")
+    plain.images_per_s(5)
+
+    def rate(nvml_check: bool) -> float:
+        if nvml_check:
+            os.environ[NVML_CHECK_VAR] = "1"
+        else:
+            os.environ.pop(NVML_CHECK_VAR, None)
+        return plain.images_per_s(n_batches)
+
+    try:
+        return measure_ratio(lambda: rate(False), lambda: rate(True), **PAIRING)
+    finally:
+        os.environ.pop(NVML_CHECK_VAR, None)
 
 
 def overhead_ms_per_batch(ratio: dict, batch_size: int) -> float:
@@ -484,6 +510,11 @@ def markdown(results: dict) -> str:
         lines.append(f"| train_overhead_ratio {name} (images/s, steady state; {r['overhead_ms_per_batch']:+.1f} ms per batch "
                      f"beyond the plain loop) | {ratio_cell(r)} | "
                      f"{statistics.median(r['candidate']):.0f} | {statistics.median(r['baseline']):.0f} | >= 0.95 |")
+    if results.get("cuda_probe"):
+        c = results["cuda_probe"]
+        lines.append(f"| train_cuda_probe_speedup (plain DCGAN loop, images/s, without / with Lightning's NVML-based "
+                     f"CUDA check on a machine without NVML) | {ratio_cell(c)} | {statistics.median(c['candidate']):.0f} | "
+                     f"{statistics.median(c['baseline']):.0f} | > 1 |")
     d = results["loader"]
     lines.append(f"| data_loader_headroom (images/s) | {d['data_loader_headroom']:.1f} | {d['loader_images_per_s']:.0f} | "
                  f"{d['fastest_training_images_per_s']:.0f} | > 1 |")
@@ -573,6 +604,9 @@ def main() -> None:
             results["train"][name] = bench_train(name, **chunking, out=out, profile=args.profile)
             print(f"train_overhead_ratio.{name} = {ratio_cell(results['train'][name])}; "
                   f"{results['train'][name]['overhead_ms_per_batch']:+.2f} ms per batch", flush=True)
+        results["cuda_probe"] = bench_cuda_probe(5 if args.quick else 50, out)
+        if results["cuda_probe"]:
+            print(f"train_cuda_probe_speedup = {ratio_cell(results['cuda_probe'])}", flush=True)
         if args.train_only:
             print(json.dumps(results) if args.json else "")
             return

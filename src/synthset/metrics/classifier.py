@@ -22,6 +22,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRa
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from synthset.atomic import atomic_write_with
+from synthset.cuda_probe import skip_unloadable_nvml_check
 from synthset.data.datamodule import ImageDataModule, IndexedImages, to_signed_unit
 
 RECIPE = "reference-classifier-v2"  # bump whenever ReferenceClassifier or fit_classifier changes: caches expire
@@ -160,6 +161,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
                             batch_size=None)
     stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience, check_on_train_epoch_end=False)
+    skip_unloadable_nvml_check()
     trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,

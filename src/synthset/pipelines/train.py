@@ -11,6 +11,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from synthset.callbacks.evaluation import EvaluationCallback
 from synthset.config import build
+from synthset.cuda_probe import skip_unloadable_nvml_check
 from synthset.data.datamodule import ImageDataModule, datamodule_from_record
 from synthset.errors import SynthsetError, require
 from synthset.metrics.protocol import SELECTION_SPLITS
@@ -228,6 +229,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], run_dir: Path) 
     """The Trainer without a logger yet: the MLflow run is only created once nothing can refuse the input."""
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+    skip_unloadable_nvml_check()
     try:
         return build(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(run_dir))
     except MisconfigurationException as error:
