@@ -36,6 +36,8 @@ def test_the_quickstart_gan_learns_digits_in_the_right_class_with_real_diversity
     # Within-class diversity: at least 0.6 of real (per-pixel std), and most of each class is covered.
     assert trained["pixel_std_ratio"] >= 0.6 and trained["pixel_std_ratio_min"] >= 0.4, trained
     assert trained["class_coverage"] >= 0.5 > untrained["class_coverage"], (trained, untrained)
+    # The quickstart selects on this F1 of GAN-test and recall: noise never wins it.
+    assert trained["gan_test_recall_f1"] >= untrained["gan_test_recall_f1"] + 0.4, (trained, untrained)
 
 
 def test_vae_elbo_improves_by_a_margin(train_config) -> None:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from synthset.metrics.domain import class_pixel_std_ratio, recall_and_coverage
+from synthset.metrics.domain import class_pixel_std_ratio, harmonic_mean, recall_and_coverage
 from synthset.metrics.protocol import fid_cell, higher_is_better, protocol_record, protocol_text
 
 
@@ -27,6 +27,14 @@ def test_pixel_std_ratio_sees_a_class_that_repeats_one_image() -> None:
     assert ratios[0] == pytest.approx(1.0) and ratios[1] == 0.0
 
 
+def test_the_selection_f1_needs_both_fidelity_and_diversity() -> None:
+    # The quickstart's first evaluation under a faster D: noise covering every class, 18 % in the right one.
+    noisy_early, later = harmonic_mean(0.179, 0.985), harmonic_mean(0.99, 0.926)
+    assert noisy_early == pytest.approx(2 * 0.179 * 0.985 / (0.179 + 0.985)) and noisy_early < 0.31
+    assert later > 0.95 > noisy_early
+    assert harmonic_mean(0.0, 0.0) == 0.0 and harmonic_mean(1.0, 1.0) == 1.0
+
+
 def test_a_small_sample_fid_is_flagged_with_kid_beside_it() -> None:
     small = protocol_record("digits", "test", 200, 360, 16, "inception-tf-pool3", None)
     metrics = {"fid": 97.6, "kid_mean": 0.05, "kid_std": 0.01}
@@ -38,4 +46,5 @@ def test_a_small_sample_fid_is_flagged_with_kid_beside_it() -> None:
 
 def test_selection_direction_of_each_metric() -> None:
     assert higher_is_better("eval/val/gan_test") and higher_is_better("eval/val/class_coverage")
+    assert higher_is_better("eval/val/gan_test_recall_f1")
     assert not higher_is_better("eval/val/fid") and not higher_is_better("eval/val/kid_mean")

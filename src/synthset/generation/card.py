@@ -26,7 +26,8 @@ DOMAIN_ROWS = (("gan_test", "GAN-test accuracy (real-data classifier agrees with
                ("pixel_std_ratio", "within-class diversity: generated / real pixel std (mean over classes)"),
                ("pixel_std_ratio_min", "within-class diversity of the least varied class"),
                ("class_recall", "per-class recall in the classifier's feature space"),
-               ("class_coverage", "per-class coverage in the classifier's feature space"))
+               ("class_coverage", "per-class coverage in the classifier's feature space"),
+               ("gan_test_recall_f1", "F1 (harmonic mean) of GAN-test and per-class recall"))
 
 
 def package_versions() -> dict[str, str]:

@@ -5,6 +5,8 @@
 - Within-class diversity: the ratio of generated to real per-pixel standard deviation within each
   class (1.0 = as varied as real images; a collapsed class is near 0), and per-class recall and
   coverage (Kynkaanniemi et al. 2019; Naeem et al. 2020) in the reference classifier's feature space.
+- For selection, the F1 (harmonic mean) of GAN-test and per-class recall: recall alone rewards an early
+  checkpoint whose noisy samples spread over the whole class (recall 0.985 at GAN-test 18 % on digits).
 None of them is FID: they are named after what they measure.
 """
 
@@ -71,6 +73,11 @@ def class_recall_coverage(fake_features: torch.Tensor, fake_labels: torch.Tensor
         recalls.append(recall)
         coverages.append(coverage)
     return recalls, coverages
+
+
+def harmonic_mean(fidelity: float, diversity: float) -> float:
+    """F1 of a fidelity and a diversity score: high only when both are (noise with full recall scores low)."""
+    return 2 * fidelity * diversity / (fidelity + diversity) if fidelity + diversity > 0 else 0.0
 
 
 def nanmean(values: list[float]) -> float:

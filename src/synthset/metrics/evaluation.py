@@ -12,6 +12,7 @@ from synthset.metrics.domain import (
     class_pixel_std_ratio,
     class_recall_coverage,
     gan_test_accuracy,
+    harmonic_mean,
     nanmean,
 )
 from synthset.metrics.fidelity import (
@@ -68,6 +69,7 @@ def domain_metrics(fake: torch.Tensor, fake_labels: torch.Tensor, real: torch.Te
     out = {"gan_test": gan_test_accuracy(predicted, fake_labels), "pixel_std_ratio": nanmean(ratios),
            "pixel_std_ratio_min": float(torch.tensor(ratios).nan_to_num(float("inf")).min()),
            "class_recall": nanmean(recalls), "class_coverage": nanmean(coverages)}
+    out["gan_test_recall_f1"] = harmonic_mean(out["gan_test"], out["class_recall"])
     if per_class:
         for c, name in enumerate(class_names):
             mine = fake_labels == c

@@ -10,7 +10,7 @@ from synthset.metrics.naming import metric_name
 
 SMALL_SAMPLE = 2000  # below this many images on either side, FID is flagged and KID shown beside it
 # Which way is better, for the metrics a run can be selected on.
-HIGHER_IS_BETTER = ("gan_test", "class_recall", "class_coverage", "pixel_std_ratio", "precision", "recall", "is")
+HIGHER_IS_BETTER = ("gan_test", "gan_test_recall_f1", "class_recall", "class_coverage", "pixel_std_ratio", "precision", "recall", "is")
 SELECTION_SPLITS = ("val", "train")  # train: the literature protocol; test is for reporting only
 # Run tags: which metric a training run is selected on, and the protocol it was scored under.
 SELECTION_METRIC_TAG = "synthset.selection_metric"

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from synthset.callbacks.evaluation import EvaluationCallback
+from synthset.callbacks.quiet_profiler import QuietProfiler
 from synthset.config import build
 from synthset.cuda_probe import skip_unloadable_nvml_check
 from synthset.data.datamodule import ImageDataModule, datamodule_from_record
@@ -230,8 +231,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], run_dir: Path) 
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     skip_unloadable_nvml_check()
+    quiet = {} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()}
     try:
-        return build(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(run_dir))
+        return build(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(run_dir), **quiet)
     except MisconfigurationException as error:
         first = str(error).strip().splitlines()[0]
         raise SynthsetError(f"the trainer settings are refused by Lightning ({first}); fix the trainer.* overrides.") from None
