@@ -12,6 +12,8 @@ confidence interval of the mean ratio is narrower than ±3 % (or a cap; the repo
   logging on, evaluation off) / images/s of a plain PyTorch loop doing the same updates on the same
   networks, losses, optimizers, batches and threads. The two alternate in chunks of 50 batches inside
   each of our runs (one pair per chunk), so both sides of a pair meet the machine in the same second.
+- train_cuda_probe_speedup (machines without NVML only): images/s of the plain DCGAN loop with synthset's
+  environment / with Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1, alternating in one process.
 - data_loader_headroom: images/s the training loader delivers / images/s the fastest model consumes.
 - eval_warm_speedup: cold-cache evaluation time / warm-cache time; eval_vs_fidelity_ratio: a direct
   torch_fidelity.calculate_metrics call's time / ours (warm, same images, same extractor).

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from synthset.cuda_probe import nvml_loads
 from tests.conftest import REPO
 
 
@@ -41,6 +42,10 @@ def test_quick_benchmark_reports_every_ratio_with_its_interval(capsys, monkeypat
         assert_consistent(train, 2)
         ours, plain = statistics.median(train["candidate"]), statistics.median(train["baseline"])
         assert train["overhead_ms_per_batch"] == pytest.approx(1000 * 64 * (1 / ours - 1 / plain))
+    if nvml_loads():  # the NVML-based CUDA check is then kept, and there is nothing to compare
+        assert report["cuda_probe"] is None
+    else:
+        assert_consistent(report["cuda_probe"], 2)
     assert_consistent(report["eval"]["eval_warm_speedup"], 2, higher_is_better=False)
     assert_consistent(report["eval"]["eval_vs_fidelity"], 2, higher_is_better=False)
     for fmt in ("imagefolder", "hf", "webdataset", "npz"):
