@@ -13,7 +13,7 @@ LAYERS = [
     ("metrics", ["synthset.metrics"]),
     ("data", ["synthset.data"]),
     ("models", ["synthset.models"]),
-    ("base", ["synthset.errors", "synthset.plaindata", "synthset.atomic", "synthset"]),
+    ("base", ["synthset.errors", "synthset.plaindata", "synthset.atomic", "synthset.cuda_probe", "synthset"]),
 ]
 
 
