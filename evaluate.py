@@ -29,5 +29,5 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    preflight()
+    preflight(config_name="evaluate")
     main()

@@ -16,5 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    preflight()
+    preflight(config_name="train")
     main()

@@ -176,7 +176,7 @@ def run_entry(script: str, *args: str, root: Path, env: dict[str, str] | None = 
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            module.preflight(list(args))
+            module.preflight(list(args), config_name=Path(script).stem)
             module.main()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)

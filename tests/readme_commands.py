@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from synthset.cli import check_group_choices
+from synthset.cli import check_group_choices, check_override_keys
 from tests.conftest import REPO, EntryResult, run_cli, run_entry
 
 COMMAND = re.compile(r"^python (train|evaluate|generate)\.py\b(.*)$")
@@ -104,6 +104,7 @@ def run_readme_commands(root: Path) -> list[CommandOutcome]:
     for script, args, line in readme_commands():
         if any(fragment in line for fragment in NOT_RUN):
             check_group_choices(args)
+            check_override_keys(script, args)  # every setting it names exists (group sweeps: left to Hydra)
             OverridesParser.create().parse_overrides([a for a in args if a != "-m"])
             outcomes.append(CommandOutcome(line, None, None))
             continue

@@ -1,5 +1,6 @@
 """What the thin entry points share: config-group checks before Hydra, one-line errors, quiet library output."""
 
+import difflib
 import functools
 import logging
 import os
@@ -66,6 +67,54 @@ def check_group_choices(argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> N
                                     f"pick one of them, e.g. {key}={options[0]}.")
 
 
+def unknown_setting_message(key: str, value: str, composed: Any) -> str | None:
+    """One sentence for ``key=value`` when ``key`` names no setting of the composed config, else None."""
+    from omegaconf import DictConfig, OmegaConf
+
+    absent = object()
+    if OmegaConf.select(composed, key, default=absent, throw_on_missing=False) is not absent:
+        return None
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(composed, parent_key, default=None) if parent_key else composed
+    names = [str(name) for name in parent if not str(name).startswith("_")] if isinstance(parent, DictConfig) else []
+    near = difflib.get_close_matches(leaf, names, n=1)
+    hint = (f"did you mean {'.'.join(filter(None, (parent_key, near[0])))}?" if near
+            else f"{parent_key or 'the config'} has {', '.join(names)}" if names else f"{parent_key} is not a group of settings")
+    return (f"{key}={value} names no setting ({hint}); fix the name (`--cfg job` lists every setting), "
+            f"or write +{key}={value} to add a new one.")
+
+
+def check_override_keys(config_name: str, argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
+    """``model.widht=32`` names no setting: one line with the nearest name instead of Hydra's exception text.
+
+    Best effort: overrides Hydra cannot parse, group sweeps (each job has its own settings) and ``hydra.*``
+    keys are left to Hydra, which reports them itself.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 - a malformed override: Hydra's own message names it
+        return
+    overrides = [o for o in overrides if not o.key_or_group.startswith("hydra")]
+    groups = [o for o in overrides if (config_dir / o.key_or_group).is_dir()]
+    settings = [o for o in overrides if o.type == OverrideType.CHANGE and o not in groups]
+    if not settings or any(o.is_sweep_override() for o in groups):
+        return
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            composed = compose(config_name, overrides=[o.input_line for o in groups])
+    except Exception:  # noqa: BLE001 - a composition error of its own: Hydra reports it in the real run
+        return
+    for override in settings:
+        value = override.input_line.partition("=")[2]
+        message = unknown_setting_message(override.key_or_group, value, composed)
+        if message:
+            raise SynthsetError(message)
+
+
 def quiet_third_party_logs() -> None:
     """MLflow's migrations, Lightning's tips and libraries' deprecation notices drown the useful output."""
     for name in ("alembic", "mlflow", "pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
@@ -80,10 +129,14 @@ def quiet_third_party_logs() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def preflight(argv: Sequence[str] | None = None) -> None:
-    """Run before Hydra parses ``argv``: refuse unknown group options with one line and exit 2."""
+def preflight(argv: Sequence[str] | None = None, config_name: str | None = None) -> None:
+    """Run before Hydra parses ``argv``: refuse unknown group options (and, given the entry point's
+    ``config_name``, unknown setting names) with one line and exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        check_group_choices(list(sys.argv[1:] if argv is None else argv))
+        check_group_choices(args)
+        if config_name:
+            check_override_keys(config_name, args)
     except SynthsetError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)

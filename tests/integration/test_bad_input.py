@@ -3,12 +3,15 @@
 Every case runs the real entry point (preflight + Hydra main) in this process.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import files_under, run_entry
+from tests.conftest import REPO, files_under, run_entry
 
 TRAIN_CASES = [
     (["model=WGAN"], "model=WGAN is not one of the model configs (dcgan, sngan, vae, wgan)"),
@@ -34,6 +37,10 @@ TRAIN_CASES = [
     (["eval.reference_split=test"], "eval.reference_split=test would select models on 'test'"),
     (["eval.every_n_steps=-1"], "eval.every_n_steps=-1 must be 0"),
     (["resume=0123456789abcdef"], "resume=0123456789abcdef is not a run in this MLflow store"),
+    (["model=sngan", "model.widht=32"], "model.widht=32 names no setting (did you mean model.width?)"),
+    (["model=sngan", "model.n_critic=2"], "or write +model.n_critic=2 to add a new one"),
+    (["experiment=quickstart", "eval.monitr=gan_test"], "eval.monitr=gan_test names no setting (did you mean eval.monitor?)"),
+    (["nonsense.key=1"], "nonsense.key=1 names no setting (nonsense is not a group of settings)"),
 ]
 GENERATE_CASES = [
     (["format=tiff"], "format=tiff is unknown"),
@@ -49,9 +56,11 @@ GENERATE_CASES = [
     (["filter.top_k=2.0"], "filter.top_k=2.0 must be the share of draws to keep"),
     (["gate.max_fid=1.0"], "gate.max_fid=1.0 needs the FID of exactly these weights"),
     (["format=WEBDATASET"], "format=WEBDATASET is unknown"),
+    (["num_sample=20"], "num_sample=20 names no setting (did you mean num_samples?)"),
 ]
 EVALUATE_CASES = [
     (["task=fid2"], "task=fid2 is unknown"),
+    (["eval.num_sample=20"], "eval.num_sample=20 names no setting (did you mean eval.num_samples?)"),
     (["eval.num_samples=1"], "eval.num_samples=1 is too small"),
     (["eval.reference_split=holdout"], "eval.reference_split=holdout is unknown"),
     (["checkpoint=middle"], "checkpoint=middle is unknown"),
@@ -77,6 +86,14 @@ def test_train_refuses_bad_input(root: Path, args: list[str], fragment: str) -> 
     assert_refused(run_entry("train.py", *args, "trainer.max_steps=2" if "max_steps" not in " ".join(args) else "seed=0",
                              root=root), fragment)
     assert files_under(root) == before
+
+
+def test_the_script_itself_names_a_misspelt_setting(tmp_path: Path) -> None:
+    """The check runs from the entry point's own ``__main__`` (a fresh interpreter), not only from the tests' harness."""
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "trainer.max_step=2"], capture_output=True, text=True,
+                            env={**os.environ, "SYNTHSET_ROOT": str(tmp_path)}, timeout=120)
+    assert_refused(result, "trainer.max_step=2 names no setting (did you mean trainer.max_steps?)")
+    assert files_under(tmp_path) == {}
 
 
 def test_unreachable_tracking_server_is_named_and_nothing_is_created(tmp_path: Path) -> None:
