@@ -38,7 +38,7 @@ TRAIN_CASES = [
     (["eval.every_n_steps=-1"], "eval.every_n_steps=-1 must be 0"),
     (["resume=0123456789abcdef"], "resume=0123456789abcdef is not a run in this MLflow store"),
     (["model=sngan", "model.widht=32"], "model.widht=32 names no setting (did you mean model.width?)"),
-    (["model=sngan", "model.n_critic=2"], "or write +model.n_critic=2 to add a new one"),
+    (["model=vae", "model.n_critic=2"], "model.n_critic=2 names no setting (model has name, channels"),
     (["experiment=quickstart", "eval.monitr=gan_test"], "eval.monitr=gan_test names no setting (did you mean eval.monitor?)"),
     (["nonsense.key=1"], "nonsense.key=1 names no setting (nonsense is not a group of settings)"),
 ]
