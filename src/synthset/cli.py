@@ -67,16 +67,17 @@ def check_group_choices(argv: Sequence[str], config_dir: Path = CONFIG_DIR) -> N
                                     f"pick one of them, e.g. {key}={options[0]}.")
 
 
-def unknown_setting_message(key: str, value: str, composed: Any) -> str | None:
-    """One sentence for ``key=value`` when ``key`` names no setting of the composed config, else None."""
-    from omegaconf import DictConfig, OmegaConf
-
-    absent = object()
-    if OmegaConf.select(composed, key, default=absent, throw_on_missing=False) is not absent:
+def unknown_setting_message(key: str, value: str, tree: dict[str, Any]) -> str | None:
+    """One sentence for ``key=value`` when ``key`` names no setting of ``tree`` (the composed config as plain
+    containers, interpolations unresolved), else None."""
+    *parents, leaf = key.split(".")
+    node: Any = tree
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf in node:
         return None
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(composed, parent_key, default=None) if parent_key else composed
-    names = [str(name) for name in parent if not str(name).startswith("_")] if isinstance(parent, DictConfig) else []
+    parent_key = ".".join(parents)
+    names = [name for name in node if not name.startswith("_")] if isinstance(node, dict) else []
     near = difflib.get_close_matches(leaf, names, n=1)
     hint = (f"did you mean {'.'.join(filter(None, (parent_key, near[0])))}?" if near
             else f"{parent_key or 'the config'} has {', '.join(names)}" if names else f"{parent_key} is not a group of settings")
@@ -93,6 +94,7 @@ def check_override_keys(config_name: str, argv: Sequence[str], config_dir: Path 
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
+    from omegaconf import OmegaConf
 
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
@@ -108,9 +110,10 @@ def check_override_keys(config_name: str, argv: Sequence[str], config_dir: Path 
             composed = compose(config_name, overrides=[o.input_line for o in groups])
     except Exception:  # noqa: BLE001 - a composition error of its own: Hydra reports it in the real run
         return
+    tree = OmegaConf.to_container(composed, resolve=False)  # ${hydra:...} only resolves inside the Hydra app
     for override in settings:
         value = override.input_line.partition("=")[2]
-        message = unknown_setting_message(override.key_or_group, value, composed)
+        message = unknown_setting_message(override.key_or_group, value, tree)
         if message:
             raise SynthsetError(message)
 
