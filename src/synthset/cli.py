@@ -77,10 +77,14 @@ def unknown_setting_message(key: str, value: str, tree: dict[str, Any]) -> str |
     if isinstance(node, dict) and leaf in node:
         return None
     parent_key = ".".join(parents)
-    names = [name for name in node if not name.startswith("_")] if isinstance(node, dict) else []
+    names = [str(name) for name in node if not str(name).startswith("_")] if isinstance(node, dict) else []
     near = difflib.get_close_matches(leaf, names, n=1)
-    hint = (f"did you mean {'.'.join(filter(None, (parent_key, near[0])))}?" if near
-            else f"{parent_key or 'the config'} has {', '.join(names)}" if names else f"{parent_key} is not a group of settings")
+    if near:
+        hint = f"did you mean {'.'.join(filter(None, (parent_key, near[0])))}?"
+    elif names:
+        hint = f"{parent_key or 'the config'} has {', '.join(names)}"
+    else:
+        hint = f"{parent_key} is not a group of settings"
     return (f"{key}={value} names no setting ({hint}); fix the name (`--cfg job` lists every setting), "
             f"or write +{key}={value} to add a new one.")
 
