@@ -125,7 +125,9 @@ def check_override_keys(config_name: str, argv: Sequence[str], config_dir: Path 
 def quiet_third_party_logs() -> None:
     """MLflow's migrations, Lightning's tips and libraries' deprecation notices drown the useful output."""
     for name in ("alembic", "mlflow", "pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
-                 "lightning.pytorch.utilities.rank_zero", "urllib3", "torch_fidelity"):
+                 "lightning.pytorch.utilities.rank_zero", "urllib3", "torch_fidelity",
+                 # its info line on every full checkpoint save ("weights_only was not set") reads like an unsafe load
+                 "pytorch_lightning.trainer.connectors.checkpoint_connector"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     # Libraries' own notices (torch.jit.load, MLflow's dataset source, Lightning's tips): not the user's concern.

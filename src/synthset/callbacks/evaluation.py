@@ -138,8 +138,7 @@ class EvaluationCallback(pl.Callback):
         improved, use_ema = trainer.strategy.broadcast((improved, use_ema), src=0)
         pl_module.use_ema.fill_(use_ema)
         if improved and self.checkpoint_dir:
-            # A full checkpoint (optimizer states too), said explicitly: left unset, Lightning logs a line about it.
-            trainer.save_checkpoint(Path(self.checkpoint_dir) / "best.ckpt", weights_only=False)
+            trainer.save_checkpoint(Path(self.checkpoint_dir) / "best.ckpt")
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         # Only an evaluation of these very weights describes the checkpoint (gates read it).
