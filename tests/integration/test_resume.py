@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -42,29 +43,43 @@ def history(client: MlflowClient, key: str) -> list[int]:
     return [m.step for m in client.get_metric_history(runs[0].info.run_id, key)] if runs else []
 
 
-def test_resume_after_sigkill_with_evaluation_on_loses_and_repeats_nothing(root: Path) -> None:
-    env = {**os.environ, "SYNTHSET_ROOT": str(root)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *ARGS, "trainer.max_steps=100000"],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    client = MlflowClient(tracking_uri_for(root))
+def kill_after(root: Path, proc: subprocess.Popen, client: MlflowClient, train_step: int, eval_step: int) -> Path:
+    """SIGKILL ``proc`` once the run holds train/loss and eval/val/gan_test at (or past) these steps."""
     try:
         checkpoint = wait_for_checkpoint(root, proc)
-        # Kill once training and evaluation steps past the checkpoint are logged, so they are computed twice.
-        while (max(history(client, "train/loss"), default=0) < 70 or max(history(client, "eval/val/gan_test"),
-                                                                          default=0) < 60) and proc.poll() is None:
+        while (max(history(client, "train/loss"), default=0) < train_step or max(history(client, "eval/val/gan_test"),
+                                                                                  default=0) < eval_step) and proc.poll() is None:
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    return checkpoint
+
+
+# flush_every_s=0 writes each value at once, so steps past the checkpoint are in the run and computed twice;
+# with writes held (1e6 s: only before checkpoints) they die with the process and are computed once more.
+@pytest.mark.parametrize("flush_every_s", [0, 1e6])
+def test_resume_after_sigkill_with_evaluation_on_loses_and_repeats_nothing(root: Path, flush_every_s: float) -> None:
+    args = [*ARGS, f"logger.flush_every_s={flush_every_s}"]
+    env = {**os.environ, "SYNTHSET_ROOT": str(root)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "trainer.max_steps=100000"],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(tracking_uri_for(root))
+    # Held writes appear only with a checkpoint: wait for the second one (step 100).
+    checkpoint = kill_after(root, proc, client, *((70, 60) if flush_every_s == 0 else (95, 80)))
 
     saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     (run,) = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])
     train_before, eval_before = history(client, "train/loss"), history(client, "eval/val/gan_test")
-    assert run.info.status == "RUNNING" and max(train_before) > saved_step and max(eval_before) > saved_step
+    assert run.info.status == "RUNNING"
+    if flush_every_s == 0:
+        assert max(train_before) > saved_step and max(eval_before) > saved_step
+    else:  # everything up to the checkpoint was written before it
+        assert max(train_before) >= saved_step - 1, (saved_step, train_before)
 
     target = max(train_before) + 40
-    result = run_entry("train.py", *ARGS, f"trainer.max_steps={target}", "resume=last", root=root)
+    result = run_entry("train.py", *args, f"trainer.max_steps={target}", "resume=last", root=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert run.info.run_id in result.stdout
 
@@ -74,8 +89,8 @@ def test_resume_after_sigkill_with_evaluation_on_loses_and_repeats_nothing(root:
     assert len(train_steps) == len(set(train_steps)) and len(eval_steps) == len(set(eval_steps)), "a step was logged twice"
     # Every logged training step is there (one per log_every_n_steps=5), also those around the kill.
     ordered = sorted(train_steps)
-    assert all(b - a <= 5 for a, b in zip(ordered, ordered[1:], strict=False)), ordered
-    assert max(eval_steps) > max(eval_before)  # evaluation went on after the resume
+    assert ordered[0] <= 5 and all(b - a <= 5 for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+    assert max(ordered) >= target - 5 and max(eval_steps) > max(eval_before)  # logging went on after the resume
     final = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert final["global_step"] == target  # continued from saved_step, not restarted from 0
 

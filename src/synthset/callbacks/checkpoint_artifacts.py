@@ -1,5 +1,6 @@
 """The one writer of ``last.ckpt``: Lightning's ModelCheckpoint, also saving at the end, then copied to MLflow."""
 
+from functools import cached_property
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,6 +22,11 @@ class RunCheckpoints(ModelCheckpoint):
         # One writer, one name: never last-v1.ckpt beside last.ckpt.
         kwargs["enable_version_counter"] = False
         super().__init__(**kwargs)
+
+    @cached_property
+    def state_key(self) -> str:
+        # Lightning formats it for every hook of every batch (a repr of five settings fixed at __init__).
+        return super().state_key
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

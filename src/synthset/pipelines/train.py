@@ -21,7 +21,7 @@ from synthset.models.blocks import SUPPORTED_IMAGE_SIZES
 from synthset.models.checkpoint_format import RUN_CONFIG_KEY
 from synthset.models.loading import read_checkpoint, validated_checkpoint
 from synthset.plaindata import HYDRA_KEYS, check_arguments, type_label
-from synthset.tracking.logger import ResumableMLFlowLogger
+from synthset.tracking.logger import FlushAroundCheckpoints, ResumableMLFlowLogger
 from synthset.tracking.run_metadata import config_as_params, run_tags
 from synthset.tracking.runs import RUN_DIR_TAG, find_checkpoint, find_run
 from synthset.tracking.store import (
@@ -299,6 +299,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     logger = build_logger(cfg, uri, run_dir, resume_run_id)
     if logger is not None:
         trainer.loggers = [logger]
+        trainer.callbacks.append(FlushAroundCheckpoints(logger))
     run_dir.mkdir(parents=True, exist_ok=True)
     if logger is not None and trainer.is_global_zero:
         record_run(logger, cfg, datamodule)
