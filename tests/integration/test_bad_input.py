@@ -36,6 +36,7 @@ TRAIN_CASES = [
     (["model.ema_decay=1.5"], "model.ema_decay=1.5 is out of range"),
     (["eval.reference_split=test"], "eval.reference_split=test would select models on 'test'"),
     (["eval.every_n_steps=-1"], "eval.every_n_steps=-1 must be 0"),
+    (["logger.flush_every_s=soon"], "logger.flush_every_s=soon must be a number of seconds >= 0"),
     (["resume=0123456789abcdef"], "resume=0123456789abcdef is not a run in this MLflow store"),
     (["model=sngan", "model.widht=32"], "model.widht=32 names no setting (did you mean model.width?)"),
     (["model=vae", "model.n_critic=2"], "model.n_critic=2 names no setting (model has name, channels"),

@@ -81,6 +81,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     require(cfg.eval.reference_split in SELECTION_SPLITS,
             f"eval.reference_split={cfg.eval.reference_split} would select models on {cfg.eval.reference_split!r}; use "
             "val (or train for the literature protocol): the test split only reports, through evaluate.py and cards.")
+    flush = (cfg.logger or {}).get("flush_every_s", 0)
+    require(isinstance(flush, int | float) and not isinstance(flush, bool) and flush >= 0,
+            f"logger.flush_every_s={flush} must be a number of seconds >= 0 (0 writes every metric at once), e.g. 10.")
     check_this_job(cfg)
 
 
