@@ -32,6 +32,8 @@ TRAIN_CASES = [
     (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be in [0, 1)"),
     (["model=wgan", "model.n_critic=0"], "model.n_critic=0 must be a positive integer"),
     (["model=dcgan", "model.loss=squared"], "model.loss='squared' is unknown"),
+    (["model=sngan", "model.lr_decay=cosine"], "model.lr_decay='cosine' is unknown; expected one of none, linear"),
+    (["model=dcgan", "model.minibatch_std=4"], "model.minibatch_std=4 (from the config) is not true or false"),
     (["model=dcgan", "model.conditional=true", "model.g_conditioning=film"], "model.g_conditioning='film' is unknown"),
     (["model.ema_decay=1.5"], "model.ema_decay=1.5 is out of range"),
     (["eval.reference_split=test"], "eval.reference_split=test would select models on 'test'"),

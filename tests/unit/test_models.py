@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from synthset.errors import SynthsetError
 from synthset.models import DCGAN, MODEL_REGISTRY, WGANGP, BetaVAE, GenerativeModel
-from synthset.models.blocks import ConditionalBatchNorm2d, ConvDiscriminator
+from synthset.models.blocks import ConditionalBatchNorm2d, ConvDiscriminator, MinibatchStdDev
 from synthset.models.losses import optimal_log_sigma, reconstruction_nll
 
 MODELS = [DCGAN, WGANGP, BetaVAE]
@@ -73,6 +73,26 @@ def test_the_generator_steps_once_every_n_critic_critic_steps() -> None:
     assert int(dcgan.critic_steps) == 4 and int(dcgan.generator_steps) == 4
 
 
+def test_linear_lr_decay_falls_to_zero_at_max_steps_and_none_keeps_the_rate() -> None:
+    seen: list[tuple[float, float]] = []
+
+    class RecordRates(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            opt_g, opt_d = trainer.optimizers
+            seen.append((opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]))
+
+    loader = DataLoader(TensorDataset(torch.rand(32, 1, 16, 16) * 2 - 1, torch.zeros(32, dtype=torch.long)), batch_size=8)
+    for decay in ("linear", "none"):
+        seen.clear()
+        model = DCGAN(1, 16, width=8, lr_decay=decay, lr_generator=1e-3, lr_discriminator=4e-3)
+        pl.Trainer(max_steps=8, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=[RecordRates()]).fit(model, loader)
+        factors = [1.0, 0.75, 0.5, 0.25] if decay == "linear" else [1.0] * 4  # global_step 0, 2, 4, 6 of 8
+        assert seen == pytest.approx([(1e-3 * f, 4e-3 * f) for f in factors])
+    with pytest.raises(SynthsetError, match="lr_decay='cosine'"):
+        DCGAN(1, 16, width=8, lr_decay="cosine")
+
+
 def test_ema_averages_with_a_warm_up() -> None:
     model = DCGAN(1, 16, width=8, ema_decay=0.9)
     live = next(model.generator.parameters())
@@ -112,6 +132,24 @@ def test_spectral_norm_keeps_every_discriminator_layer_at_unit_spectral_norm() -
     for module in weighted:
         sigma = float(torch.linalg.matrix_norm(module.weight.detach().flatten(1), ord=2))
         assert sigma == pytest.approx(1.0, rel=0.05)
+
+
+def test_minibatch_std_lets_d_tell_a_repeated_batch_from_a_varied_one() -> None:
+    varied = torch.randn(8, 2, 4, 4)
+    repeated = varied[:1].expand(8, -1, -1, -1)
+    feature = MinibatchStdDev(group_size=4)(varied)[:, -1]
+    # Groups are strided: images 0, 2, 4, 6 form the first group of 8 in groups of 4.
+    expected = varied[0::2].std(dim=0, unbiased=False).mean()
+    assert torch.allclose(feature[0], expected.expand(4, 4)) and torch.allclose(feature[0], feature[6])
+    assert float(MinibatchStdDev()(repeated)[:, -1].abs().max()) < 1e-3
+    assert MinibatchStdDev(group_size=4)(torch.randn(6, 2, 4, 4)).shape == (6, 3, 4, 4)  # 6 = 3 groups of 2
+    torch.manual_seed(0)
+    d = ConvDiscriminator(1, 16, 8, num_classes=3, norm="none", spectral_norm=True, minibatch_std=True)
+    images, labels = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
+    alone = d(images[:1].expand(4, -1, -1, -1), labels[:1].expand(4))
+    assert not torch.allclose(d(images, labels)[0], alone[0])  # the same image scores differently in company
+    plain = ConvDiscriminator(1, 16, 8, num_classes=3, norm="none", minibatch_std=False)
+    assert torch.allclose(plain(images, labels)[:1], plain(images[:1], labels[:1]))
 
 
 def test_conditional_batch_norm_conditions_g_without_a_concatenated_embedding() -> None:

@@ -107,10 +107,35 @@ class ConvGenerator(nn.Module):
         return torch.tanh(x) if self.output_activation == "tanh" else x
 
 
-class ConvEncoder(nn.Module):
-    """Conv(4, 2, 1) + LeakyReLU(0.2) stages down to 4x4, flattened to a feature vector."""
+class MinibatchStdDev(nn.Module):
+    """Appends one feature map: the mean standard deviation of each feature across a group of images.
 
-    def __init__(self, channels: int, image_size: int, width: int, norm: str = "batch") -> None:
+    Karras et al. 2018 (ProGAN): D sees how varied a batch is, so a generator that repeats one image
+    per class is told apart from real data. Groups of ``group_size`` images are strided over the batch
+    (as in StyleGAN2); a batch not divisible by it uses the largest group size that divides it.
+    """
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        group = max(g for g in range(1, min(self.group_size, n) + 1) if n % g == 0)
+        grouped = x.reshape(group, n // group, c, h, w)
+        std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one value per group
+        feature = std.view(1, -1, 1, 1, 1).expand(group, -1, 1, h, w).reshape(n, 1, h, w)
+        return torch.cat([x, feature.to(x.dtype)], dim=1)
+
+
+class ConvEncoder(nn.Module):
+    """Conv(4, 2, 1) + LeakyReLU(0.2) stages down to 4x4, flattened to a feature vector.
+
+    ``minibatch_std`` appends the batch-variety feature map at 4x4 (discriminators only).
+    """
+
+    def __init__(self, channels: int, image_size: int, width: int, norm: str = "batch",
+                 minibatch_std: bool = False) -> None:
         super().__init__()
         require(norm in D_NORMS, f"model.discriminator_norm={norm!r} is unknown; expected one of {', '.join(D_NORMS)}.")
         stages = num_upsamplings(image_size)
@@ -124,6 +149,9 @@ class ConvEncoder(nn.Module):
                 layers.append(nn.BatchNorm2d(ch_out) if norm == "batch" else nn.GroupNorm(1, ch_out))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             ch_in, ch_out = ch_out, ch_out * 2
+        if minibatch_std:
+            layers.append(MinibatchStdDev())
+            ch_in += 1
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.out_features = ch_in * BASE_RESOLUTION**2
 
@@ -135,15 +163,15 @@ class ConvDiscriminator(nn.Module):
     """Encoder + linear score; conditional via the projection discriminator (Miyato & Koyama 2018).
 
     ``spectral_norm`` wraps every conv, linear and embedding weight in torch's spectral-norm
-    parametrization (Miyato et al. 2018).
+    parametrization (Miyato et al. 2018); ``minibatch_std`` lets D see each batch's variety.
     """
 
     def __init__(
         self, channels: int, image_size: int, width: int, num_classes: int = 0, norm: str = "batch",
-        spectral_norm: bool = False,
+        spectral_norm: bool = False, minibatch_std: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = ConvEncoder(channels, image_size, width, norm)
+        self.encoder = ConvEncoder(channels, image_size, width, norm, minibatch_std)
         self.score = nn.Linear(self.encoder.out_features, 1)
         self.projection = (
             nn.Embedding(num_classes, self.encoder.out_features) if num_classes else None

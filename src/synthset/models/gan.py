@@ -9,13 +9,15 @@ from synthset.models.blocks import ConvDiscriminator, ConvGenerator, init_dcgan_
 from synthset.models.diffaugment import diff_augment, parse_policy
 from synthset.models.losses import GAN_LOSSES, gradient_penalty
 
+LR_DECAYS = ("none", "linear")
+
 
 class GANModule(GenerativeModel):
     """A generator and a discriminator trained with manual optimization.
 
     Every batch is one discriminator step; every ``n_critic``-th discriminator step is followed by
     one generator step. ``loss`` picks the objective (``bce``, ``hinge``, ``wasserstein``),
-    ``gp_weight`` > 0 adds the gradient penalty (WGAN-GP), ``spectral_norm`` normalizes D, and
+    ``gp_weight`` > 0 adds the gradient penalty (WGAN-GP), ``spectral_norm`` normalizes D, ``minibatch_std`` shows D each batch's variety, and
     ``g_conditioning`` chooses how G sees the label (``concat`` an embedding, or ``cbn``).
     Lightning's ``global_step`` counts every optimizer step; ``generator_steps`` counts G updates.
     """
@@ -33,11 +35,13 @@ class GANModule(GenerativeModel):
         lr_generator: float = 2e-4,
         lr_discriminator: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        lr_decay: str = "none",
         loss: str = "bce",
         n_critic: int = 1,
         gp_weight: float = 0.0,
         discriminator_norm: str = "batch",
         spectral_norm: bool = False,
+        minibatch_std: bool = False,
         g_conditioning: str = "concat",
         label_embedding_dim: int | None = None,
         diffaugment: str | list[str] | None = None,
@@ -50,13 +54,16 @@ class GANModule(GenerativeModel):
         require(loss in GAN_LOSSES, f"model.loss={loss!r} is unknown; expected one of {', '.join(GAN_LOSSES)}.")
         require(isinstance(n_critic, int) and n_critic >= 1,
                 f"model.n_critic={n_critic} must be a positive integer such as 5.")
+        require(lr_decay in LR_DECAYS,
+                f"model.lr_decay={lr_decay!r} is unknown; expected one of {', '.join(LR_DECAYS)}.")
         require(gp_weight >= 0, f"model.gp_weight={gp_weight} is negative; expected 0 (off) or e.g. 10.")
         self.save_hyperparameters(logger=False)
         self.automatic_optimization = False
         self.generator = ConvGenerator(latent_dim, channels, image_size, width, self.num_classes,
                                        conditioning=g_conditioning, label_embedding_dim=label_embedding_dim)
         self.discriminator = ConvDiscriminator(
-            channels, image_size, width, self.num_classes, norm=discriminator_norm, spectral_norm=spectral_norm
+            channels, image_size, width, self.num_classes, norm=discriminator_norm, spectral_norm=spectral_norm,
+            minibatch_std=minibatch_std,
         )
         self.augmentations = parse_policy(diffaugment)
         self.discriminator_loss, self.generator_loss = GAN_LOSSES[loss]
@@ -89,6 +96,18 @@ class GANModule(GenerativeModel):
             self.discriminator.parameters(), lr=self.hparams.lr_discriminator, betas=betas
         )
         return [opt_g, opt_d]
+
+    def decay_learning_rates(self, opt_g, opt_d) -> None:
+        """``lr_decay=linear``: both rates fall linearly to 0 at ``trainer.max_steps`` (as SNGAN trains).
+
+        The rate is a function of the step, so a resumed run continues the schedule exactly.
+        """
+        if self.hparams.lr_decay == "none":
+            return
+        factor = max(0.0, 1.0 - self.global_step / self.trainer.max_steps)
+        for optimizer, base in ((opt_g, self.hparams.lr_generator), (opt_d, self.hparams.lr_discriminator)):
+            for group in optimizer.optimizer.param_groups:
+                group["lr"] = base * factor
 
     def split_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = batch
@@ -127,6 +146,7 @@ class GANModule(GenerativeModel):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        self.decay_learning_rates(opt_g, opt_d)
         real, labels = self.split_batch(batch)
         reuse_fakes = self.hparams.n_critic == 1  # DCGAN: G learns from the very fakes D just judged
         with torch.set_grad_enabled(reuse_fakes):
