@@ -17,8 +17,9 @@ class GANModule(GenerativeModel):
 
     Every batch is one discriminator step; every ``n_critic``-th discriminator step is followed by
     one generator step. ``loss`` picks the objective (``bce``, ``hinge``, ``wasserstein``),
-    ``gp_weight`` > 0 adds the gradient penalty (WGAN-GP), ``spectral_norm`` normalizes D, ``minibatch_std`` shows D each batch's variety, and
-    ``g_conditioning`` chooses how G sees the label (``concat`` an embedding, or ``cbn``).
+    ``gp_weight`` > 0 adds the gradient penalty (WGAN-GP), ``spectral_norm`` normalizes D, ``minibatch_std``
+    shows D each batch's variety, ``lr_decay`` schedules both rates, and ``g_conditioning`` chooses how G
+    sees the label (``concat`` an embedding, or ``cbn``).
     Lightning's ``global_step`` counts every optimizer step; ``generator_steps`` counts G updates.
     """
 
