@@ -125,7 +125,7 @@ class MinibatchStdDev(nn.Module):
         grouped = x.reshape(group, n // group, c, h, w)
         std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one value per group
         feature = std.view(1, -1, 1, 1, 1).expand(group, -1, 1, h, w).reshape(n, 1, h, w)
-        return torch.cat([x, feature.to(x.dtype)], dim=1)
+        return torch.cat([x, feature], dim=1)
 
 
 class ConvEncoder(nn.Module):
