@@ -15,7 +15,8 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
   images; real+synthetic; mean ± std over ``--seeds`` classifier seeds;
 - low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
   data (same data.seed, so no leakage) with DiffAugment; a ``:weightW`` row reuses a row's generator and
-  dataset and makes a share W of every classifier batch synthetic instead of mixing by set size; a ``:top_k`` or
+  dataset and makes a share W of every classifier batch synthetic instead of mixing by set size; a ``:pretrain``
+  row fine-tunes each seed's CAS classifier on the real images instead of mixing; a ``:top_k`` or
   ``:agree`` row writes its own dataset from that generator through a filter (``filter.top_k``, GaFi's, or
   ``filter.label_agreement``).
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
@@ -32,18 +33,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 DIFFAUGMENT = "model.diffaugment=[color,translation,cutout]"
+FP32 = "trainer.precision=32-true"  # rows measured before the recipe moved to bf16 keep the precision they were measured in
 # name -> (training overrides, data fraction); every recipe is conditional and trained on Fashion-MNIST.
 GENERATORS: dict[str, list[str]] = {
     "fmnist_cgan": ["experiment=fmnist_cgan"],
     "fmnist_vae": ["experiment=fmnist_vae"],
-    "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000"],
-    "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000"],
+    "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000", FP32],
+    "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000", FP32],
     # Ablation at 3,000 batches each (the probes used 3,000): the plain conditional DCGAN, then one lever added at a time.
-    "ablation:dcgan_bce": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "trainer.max_steps=6000"],
+    "ablation:dcgan_bce": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "trainer.max_steps=6000", FP32],
     "ablation:+cbn": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "model.g_conditioning=cbn",
-                      "trainer.max_steps=6000"],
-    "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=6000"],
-    "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000"],
+                      "trainer.max_steps=6000", FP32],
+    "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=6000", FP32],
+    "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000", FP32],
 }
 # Rows that reuse another row's generator with another recipe: row -> (generator, utility overrides, generation
 # overrides). Generation overrides make a dataset of their own (e.g. a filtered one); without them the row reuses the
@@ -63,6 +65,9 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # Only images the reference classifier (all real training images: the same ones the mixed classifier trains on)
     # gives their own label with p >= 0.5; the others are redrawn. GAN-test says about 9 % of the draws are mislabeled.
     "fmnist_cgan:agree0.5:weight0.25": ("fmnist_cgan", ["utility.synthetic_weight=0.25"], ["filter.label_agreement=0.5"]),
+    # No mixing: each seed's CAS classifier (the `synthetic` protocol's, cached) fine-tuned on the real images.
+    "fmnist_cgan:pretrain": ("fmnist_cgan", ["utility.synthetic_use=pretrain"], []),
+    "fmnist_cgan@0.01:pretrain": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain"], []),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000

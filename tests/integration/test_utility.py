@@ -42,6 +42,7 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
     assert card["test_images"] == 360 and card["augment"] == "pad-and-crop 1 px"  # digits: no flips
     readme = (out / "README.md").read_text()
     assert "| real@0.1+synthetic (**leaky**) |" in readme and "Not measured yet" not in readme
+    assert "batches were drawn from both sets in proportion to their sizes" in readme  # utility.synthetic_use=mix
 
     client = MlflowClient(tracking_uri_for(root))
     parent = client.get_run(card["run_id"])

@@ -51,3 +51,43 @@ def test_the_batch_weight_keys_only_a_mixed_training_set() -> None:
     assert key(real, 0.25) != key(real, None) and key(real, 0.25) != key(real, 0.5)
     _, _, weights = TrainingSet(real, labels, synthetic, torch.zeros(6, dtype=torch.long), "digest", 0.25).tensors()
     assert torch.isclose(weights[4:].sum(), torch.tensor(0.25)) and torch.isclose(weights.sum(), torch.tensor(1.0))
+
+
+def test_pretrain_fine_tunes_the_cached_cas_classifier_of_the_same_seed(tmp_path) -> None:
+    """With ``pretrain`` the real images fine-tune the synthetic-only classifier; mixing starts from scratch.
+
+    A learning rate of 0 keeps the start weights, so the fine-tuned classifier must equal the CAS classifier planted in
+    the cache (weights no fresh initialization could give), while the mixed one must not.
+    """
+    import json
+
+    import torch
+
+    from synthset.metrics.classifier import ClassifierRecipe, ReferenceClassifier, save_classifier
+    from synthset.utility.scoring import ProtocolTrainer, TrainingSet
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(40) % 4
+    recipe = ClassifierRecipe(max_steps=2, batch_size=8, lr=0.0, val_every=1, patience=1, crop_padding=0)
+    trainer = ProtocolTrainer((images[:8], labels[:8]), (images[8:16], labels[8:16]), 4, recipe, tmp_path)
+
+    def training_set(pretrain: bool) -> TrainingSet:
+        return TrainingSet(images[16:28], labels[16:28], images[28:], labels[28:], "digest", pretrain=pretrain)
+
+    pretrained, mixed = training_set(True), training_set(False)
+    assert pretrained.key() != mixed.key() and pretrained.synthetic_only.key() == TrainingSet(
+        images[:0], labels[:0], images[28:], labels[28:], "digest").key()  # the `synthetic` protocol's cache entry
+    planted = ReferenceClassifier(1, 4)
+    with torch.no_grad():
+        for parameter in planted.parameters():
+            parameter.fill_(0.25)
+    cas_path = trainer.cache_path(pretrained.synthetic_only, seed=3)
+    save_classifier(planted, cas_path.with_suffix(".pt"))
+    cas_path.write_text(json.dumps({"accuracy": 0.5}))
+
+    def parameters(model) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(parameters(trainer.fit(pretrained, seed=3)), parameters(planted))
+    assert not torch.equal(parameters(trainer.fit(mixed, seed=3)), parameters(planted))

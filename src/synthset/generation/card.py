@@ -158,6 +158,15 @@ def filter_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
+def combination(utility: dict[str, Any]) -> str:
+    """How a ``+synthetic`` protocol used the two sets (cards written before ``synthetic_use`` existed mixed them)."""
+    if utility.get("synthetic_use") == "pretrain":
+        return "the classifier trained on the synthetic images alone (same seed) was fine-tuned on the real ones"
+    weight = utility.get("synthetic_weight")
+    return (f"{weight:.0%} of each batch was synthetic" if weight else
+            "batches were drawn from both sets in proportion to their sizes")
+
+
 def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
     """Train-on-synthetic / test-on-real results, or the class histogram of unlabeled samples."""
     if not utility:
@@ -166,7 +175,8 @@ def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
     lines = [f"Reference classifier ({utility['steps']} Adam steps of batch {utility['batch_size']} per protocol) tested on "
              f"{utility['test_images']} real `{data}` test images; mean ± std over {utility['seeds']} seed(s). "
              f"The generator was trained on {utility['generator_fraction']:.0%} of the real training split"
-             + (f"; MLflow run `{utility['run_id']}`." if utility.get("run_id") else "."), "",
+             + (f"; MLflow run `{utility['run_id']}`." if utility.get("run_id") else ".")
+             + f" In `+synthetic` protocols {combination(utility)}.", "",
              "| protocol | real images | synthetic images | test accuracy | delta |", "|---|---|---|---|---|"]
     for p in utility["protocols"]:
         name = f"{p['name']} (**leaky**)" if p["leaky"] else p["name"]

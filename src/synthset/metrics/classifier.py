@@ -145,13 +145,19 @@ class ReferenceClassifier(pl.LightningModule):
 
 
 def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe, seed: int,
-                   val: tuple[torch.Tensor, torch.Tensor], weights: torch.Tensor | None = None) -> ReferenceClassifier:
-    """The fixed recipe on uint8 (images, labels); ``weights`` (one per image) mix real and synthetic draws."""
+                   val: tuple[torch.Tensor, torch.Tensor], weights: torch.Tensor | None = None,
+                   start: dict[str, torch.Tensor] | None = None) -> ReferenceClassifier:
+    """The fixed recipe on uint8 (images, labels); ``weights`` (one per image) mix real and synthetic draws.
+
+    ``start``: the weights to fine-tune from (another classifier's state dict) instead of a random initialization.
+    """
     from pytorch_lightning.callbacks import EarlyStopping
 
     pl.seed_everything(seed, workers=True, verbose=False)
     model = ReferenceClassifier(images.size(1), num_classes, lr=recipe.lr, max_steps=recipe.max_steps,
                                 crop_padding=recipe.crop_padding, flip=recipe.flip)
+    if start is not None:
+        model.load_state_dict(start)
     generator = torch.Generator().manual_seed(seed)
     total = recipe.max_steps * recipe.batch_size
     sampler = (WeightedRandomSampler(weights, total, replacement=True, generator=generator) if weights is not None

@@ -242,6 +242,24 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], run_dir: Path) 
         raise SynthsetError(f"the trainer settings are refused by Lightning ({first}); fix the trainer.* overrides.") from None
 
 
+def slow_precision_warning(precision: str, on_cpu: bool, native_bf16: bool) -> str | None:
+    """bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX) is emulated: slower than fp32, not faster."""
+    if on_cpu and str(precision).startswith("bf16") and not native_bf16:
+        return (f"warning: trainer.precision={precision} on this CPU, which has no bf16 instructions, runs slower than "
+                "fp32; pass trainer.precision=32-true here.")
+    return None
+
+
+def warn_about_precision(trainer: pl.Trainer) -> None:
+    import torch
+
+    on_cpu, bf16 = isinstance(trainer.accelerator, pl.accelerators.CPUAccelerator), str(trainer.precision).startswith("bf16")
+    native = on_cpu and bf16 and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    message = slow_precision_warning(trainer.precision, on_cpu, bool(native))
+    if message and trainer.is_global_zero:
+        print(message)
+
+
 @dataclass
 class TrainingResult:
     model: GenerativeModel
@@ -297,6 +315,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     trainer = build_trainer(cfg, callbacks, run_dir)
+    warn_about_precision(trainer)
     if cfg.logger and rank_zero_only.rank == 0:  # torchrun starts all ranks at once: one creates the store
         ensure_store(uri)
     logger = build_logger(cfg, uri, run_dir, resume_run_id)

@@ -23,6 +23,7 @@ from synthset.utility.protocols import Protocol, plan
 from synthset.utility.scoring import ProtocolResult, ProtocolTrainer, TrainingSet
 
 log = logging.getLogger(__name__)
+SYNTHETIC_USES = ("mix", "pretrain")
 
 
 def source_datamodule(out: Path, card: dict[str, Any]) -> ImageDataModule:
@@ -55,6 +56,12 @@ def validate(cfg: DictConfig) -> Path:
                 f"utility.{key}={value} must be a positive integer such as {example}.")
     require(ucfg.synthetic_weight is None or (isinstance(ucfg.synthetic_weight, float) and 0 < ucfg.synthetic_weight < 1),
             f"utility.synthetic_weight={ucfg.synthetic_weight} must be in (0, 1) or null (mix by dataset size).")
+    use = ucfg.get("synthetic_use", "mix")
+    require(use in SYNTHETIC_USES, f"utility.synthetic_use={use} is not a way to use synthetic images; expected one of "
+            f"{', '.join(SYNTHETIC_USES)}, e.g. utility.synthetic_use=pretrain.")
+    require(use == "mix" or ucfg.synthetic_weight is None,
+            f"utility.synthetic_weight={ucfg.synthetic_weight} only applies to utility.synthetic_use=mix (pretrain fine-tunes "
+            "on the real images alone); drop one of the two.")
     require(ucfg.real_fractions is None or OmegaConf.is_list(ucfg.real_fractions),
             f"utility.real_fractions={ucfg.real_fractions} must be a list such as [0.01,0.1,1.0] (or null).")
     return out
@@ -75,13 +82,15 @@ def chosen_protocols(ucfg: DictConfig, generator_fraction: float, labeled: bool)
 
 
 def training_sets(protocols: list[Protocol], datamodule: ImageDataModule, synthetic: tuple, digest: str,
-                  synthetic_weight: float | None) -> dict[str, TrainingSet]:
+                  ucfg: DictConfig) -> dict[str, TrainingSet]:
     images, labels = datamodule.split("train")
+    pretrain = ucfg.get("synthetic_use", "mix") == "pretrain"
     sets = {}
     for p in protocols:
         keep = stratified_subset(labels, p.real_fraction, datamodule.seed) if p.real_fraction else torch.arange(0)
         sets[p.name] = TrainingSet(images[keep], labels[keep], *(synthetic if p.synthetic else (None, None)),
-                                   synthetic_digest=digest if p.synthetic else None, synthetic_weight=synthetic_weight)
+                                   synthetic_digest=digest if p.synthetic else None, synthetic_weight=ucfg.synthetic_weight,
+                                   pretrain=pretrain)
     return sets
 
 
@@ -126,13 +135,14 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     check_matches_source(out, card, synthetic_images, synthetic_labels, datamodule)
     trainer = ProtocolTrainer.for_datamodule(datamodule, ucfg.steps, ucfg.batch_size, Path(cfg.paths.cache_dir) / "utility",
                                              augment=ucfg.get("augment", True))
-    sets = training_sets(protocols, datamodule, (synthetic_images, synthetic_labels), card["spec_digest"], ucfg.synthetic_weight)
+    sets = training_sets(protocols, datamodule, (synthetic_images, synthetic_labels), card["spec_digest"], ucfg)
     results = run_protocols(cfg, protocols, sets, trainer)
     histogram = None
     if synthetic_labels is None:
         histogram = class_histogram(trainer.classifier(sets["real"], 0), synthetic_images, datamodule.class_names)
     settings = {"steps": ucfg.steps, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
-                "synthetic_weight": ucfg.synthetic_weight, "augment": trainer.augment_name}
+                "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.get("synthetic_use", "mix"),
+                "augment": trainer.augment_name}
     summary = summarize(results, datamodule.class_names, settings, histogram, generator_fraction,
                         len(datamodule.split("test")[0]))
     client, summary["run_id"] = log_to_mlflow(cfg, out, card, summary, results, datamodule.class_names)

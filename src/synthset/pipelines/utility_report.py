@@ -93,7 +93,7 @@ def log_to_mlflow(cfg: DictConfig, out: Path, card: dict, summary: dict, results
     if generation_run_id:
         tags["synthset.generation_run"] = generation_run_id
     parent = client.create_run(experiment_id, run_name=f"utility-{out.name}", tags=tags).info.run_id
-    for key in ("steps", "batch_size", "seeds", "synthetic_weight", "generator_fraction", "test_images", "augment"):
+    for key in ("steps", "batch_size", "seeds", "synthetic_weight", "synthetic_use", "generator_fraction", "test_images", "augment"):
         client.log_param(parent, key, summary.get(key))
     client.log_param(parent, "protocols", ",".join(p["name"] for p in summary["protocols"]))
     log_protocol_runs(client, experiment_id, parent, summary, results, class_names)

@@ -35,6 +35,7 @@ class TrainingSet:
     synthetic_labels: torch.Tensor | None = None
     synthetic_digest: str | None = None
     synthetic_weight: float | None = None  # share of each batch drawn from synthetic data; None = by size
+    pretrain: bool = False  # train on the synthetic images alone first, then fine-tune on the real ones (no mixing)
 
     @property
     def num_real(self) -> int:
@@ -57,11 +58,24 @@ class TrainingSet:
                              torch.full((self.num_synthetic,), w / self.num_synthetic)])
         return images, labels, weights
 
+    @property
+    def is_mixed(self) -> bool:
+        return bool(self.num_real and self.num_synthetic)
+
+    @property
+    def synthetic_only(self) -> "TrainingSet":
+        """The CAS set of the same synthetic images: what a ``pretrain`` set trains on first."""
+        return TrainingSet(self.real_images[:0], self.real_labels[:0], self.synthetic_images, self.synthetic_labels,
+                           self.synthetic_digest)
+
     def key(self) -> dict:
-        return {"real": fingerprint(self.real_images, self.real_labels) if self.num_real else None,
-                "synthetic": self.synthetic_digest,
-                # The weight only changes a mixed set: CAS (synthetic only) is the same classifier whatever it says.
-                "synthetic_weight": self.synthetic_weight if self.num_synthetic and self.num_real else None}
+        key = {"real": fingerprint(self.real_images, self.real_labels) if self.num_real else None,
+               "synthetic": self.synthetic_digest,
+               # The weight only changes a mixed set: CAS (synthetic only) is the same classifier whatever it says.
+               "synthetic_weight": self.synthetic_weight if self.is_mixed and not self.pretrain else None}
+        if self.pretrain and self.is_mixed:  # only then, so the mixed sets keep their cached results
+            key["pretrain"] = True
+        return key
 
 
 @dataclass
@@ -116,6 +130,11 @@ class ProtocolTrainer:
         return self.cache_dir / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20] + ".json")
 
     def fit(self, data: TrainingSet, seed: int) -> ReferenceClassifier:
+        if data.pretrain and data.is_mixed:
+            # The same seed's CAS classifier (cached, shared with the ``synthetic`` protocol), fine-tuned on the real images.
+            start = self.classifier(data.synthetic_only, seed).state_dict()
+            return fit_classifier(data.real_images, data.real_labels, self.num_classes, self.recipe, seed, self.val,
+                                  start=start)
         images, labels, weights = data.tensors()
         return fit_classifier(images, labels, self.num_classes, self.recipe, seed, self.val, weights=weights)
 
