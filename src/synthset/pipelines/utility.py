@@ -56,7 +56,7 @@ def validate(cfg: DictConfig) -> Path:
                 f"utility.{key}={value} must be a positive integer such as {example}.")
     require(ucfg.synthetic_weight is None or (isinstance(ucfg.synthetic_weight, float) and 0 < ucfg.synthetic_weight < 1),
             f"utility.synthetic_weight={ucfg.synthetic_weight} must be in (0, 1) or null (mix by dataset size).")
-    use = ucfg.get("synthetic_use", "mix")
+    use = ucfg.synthetic_use
     require(use in SYNTHETIC_USES, f"utility.synthetic_use={use} is not a way to use synthetic images; expected one of "
             f"{', '.join(SYNTHETIC_USES)}, e.g. utility.synthetic_use=pretrain.")
     require(use == "mix" or ucfg.synthetic_weight is None,
@@ -84,7 +84,7 @@ def chosen_protocols(ucfg: DictConfig, generator_fraction: float, labeled: bool)
 def training_sets(protocols: list[Protocol], datamodule: ImageDataModule, synthetic: tuple, digest: str,
                   ucfg: DictConfig) -> dict[str, TrainingSet]:
     images, labels = datamodule.split("train")
-    pretrain = ucfg.get("synthetic_use", "mix") == "pretrain"
+    pretrain = ucfg.synthetic_use == "pretrain"
     sets = {}
     for p in protocols:
         keep = stratified_subset(labels, p.real_fraction, datamodule.seed) if p.real_fraction else torch.arange(0)
@@ -141,7 +141,7 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     if synthetic_labels is None:
         histogram = class_histogram(trainer.classifier(sets["real"], 0), synthetic_images, datamodule.class_names)
     settings = {"steps": ucfg.steps, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
-                "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.get("synthetic_use", "mix"),
+                "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.synthetic_use,
                 "augment": trainer.augment_name}
     summary = summarize(results, datamodule.class_names, settings, histogram, generator_fraction,
                         len(datamodule.split("test")[0]))
