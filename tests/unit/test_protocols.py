@@ -91,3 +91,7 @@ def test_pretrain_fine_tunes_the_cached_cas_classifier_of_the_same_seed(tmp_path
 
     assert torch.equal(parameters(trainer.fit(pretrained, seed=3)), parameters(planted))
     assert not torch.equal(parameters(trainer.fit(mixed, seed=3)), parameters(planted))
+    # utility.finetune_lr replaces the recipe's rate for the fine-tune only (and keys its own cache entry).
+    faster = TrainingSet(images[16:28], labels[16:28], images[28:], labels[28:], "digest", pretrain=True, finetune_lr=0.1)
+    assert faster.key() != pretrained.key() and faster.synthetic_only.key() == pretrained.synthetic_only.key()
+    assert not torch.equal(parameters(trainer.fit(faster, seed=3)), parameters(planted))

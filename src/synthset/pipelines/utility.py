@@ -62,6 +62,11 @@ def validate(cfg: DictConfig) -> Path:
     require(use == "mix" or ucfg.synthetic_weight is None,
             f"utility.synthetic_weight={ucfg.synthetic_weight} only applies to utility.synthetic_use=mix (pretrain fine-tunes "
             "on the real images alone); drop one of the two.")
+    lr = ucfg.finetune_lr
+    require(lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0),
+            f"utility.finetune_lr={lr} must be a positive learning rate such as 5e-4, or null (the classifier recipe's).")
+    require(use == "pretrain" or lr is None, f"utility.finetune_lr={lr} only applies to utility.synthetic_use=pretrain "
+            "(mix trains one classifier with the recipe's rate); add utility.synthetic_use=pretrain or drop it.")
     require(ucfg.real_fractions is None or OmegaConf.is_list(ucfg.real_fractions),
             f"utility.real_fractions={ucfg.real_fractions} must be a list such as [0.01,0.1,1.0] (or null).")
     return out
@@ -90,7 +95,8 @@ def training_sets(protocols: list[Protocol], datamodule: ImageDataModule, synthe
         keep = stratified_subset(labels, p.real_fraction, datamodule.seed) if p.real_fraction else torch.arange(0)
         sets[p.name] = TrainingSet(images[keep], labels[keep], *(synthetic if p.synthetic else (None, None)),
                                    synthetic_digest=digest if p.synthetic else None, synthetic_weight=ucfg.synthetic_weight,
-                                   pretrain=pretrain)
+                                   pretrain=pretrain,
+                                   finetune_lr=None if ucfg.finetune_lr is None else float(ucfg.finetune_lr))
     return sets
 
 
@@ -141,7 +147,7 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     if synthetic_labels is None:
         histogram = class_histogram(trainer.classifier(sets["real"], 0), synthetic_images, datamodule.class_names)
     settings = {"steps": ucfg.steps, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
-                "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.synthetic_use,
+                "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.synthetic_use, "finetune_lr": ucfg.finetune_lr,
                 "augment": trainer.augment_name}
     summary = summarize(results, datamodule.class_names, settings, histogram, generator_fraction,
                         len(datamodule.split("test")[0]))

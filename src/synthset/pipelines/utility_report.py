@@ -34,6 +34,7 @@ def summarize(results: list[ProtocolResult], class_names: list[str], settings: d
         "protocols": [{"name": r.protocol.name, "real_fraction": r.protocol.real_fraction, "synthetic": r.protocol.synthetic,
                        "leaky": r.protocol.leaky, "num_real": r.num_real, "num_synthetic": r.num_synthetic,
                        "accuracies": r.accuracies, "mean": r.mean, "std": r.std, "delta": delta_text(r, by_name),
+                       "val_mean": sum(r.val_accuracies) / len(r.val_accuracies) if r.val_accuracies else None,
                        "class_accuracy": dict(zip(class_names, r.class_accuracy(), strict=True))} for r in results],
         "class_histogram": histogram,
     }
@@ -93,7 +94,7 @@ def log_to_mlflow(cfg: DictConfig, out: Path, card: dict, summary: dict, results
     if generation_run_id:
         tags["synthset.generation_run"] = generation_run_id
     parent = client.create_run(experiment_id, run_name=f"utility-{out.name}", tags=tags).info.run_id
-    for key in ("steps", "batch_size", "seeds", "synthetic_weight", "synthetic_use", "generator_fraction", "test_images", "augment"):
+    for key in ("steps", "batch_size", "seeds", "synthetic_weight", "synthetic_use", "finetune_lr", "generator_fraction", "test_images", "augment"):
         client.log_param(parent, key, summary.get(key))
     client.log_param(parent, "protocols", ",".join(p["name"] for p in summary["protocols"]))
     log_protocol_runs(client, experiment_id, parent, summary, results, class_names)

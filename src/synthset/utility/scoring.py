@@ -6,7 +6,7 @@ utility run resumes where it stopped and real-only baselines are shared between 
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -36,6 +36,7 @@ class TrainingSet:
     synthetic_digest: str | None = None
     synthetic_weight: float | None = None  # share of each batch drawn from synthetic data; None = by size
     pretrain: bool = False  # train on the synthetic images alone first, then fine-tune on the real ones (no mixing)
+    finetune_lr: float | None = None  # pretrain only: the fine-tune's learning rate; None = the recipe's
 
     @property
     def num_real(self) -> int:
@@ -75,6 +76,8 @@ class TrainingSet:
                "synthetic_weight": self.synthetic_weight if self.is_mixed and not self.pretrain else None}
         if self.pretrain and self.is_mixed:  # only then, so the mixed sets keep their cached results
             key["pretrain"] = True
+            if self.finetune_lr is not None:
+                key["finetune_lr"] = self.finetune_lr
         return key
 
 
@@ -84,6 +87,7 @@ class ProtocolResult:
     num_real: int
     num_synthetic: int
     accuracies: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)  # the selection signal: compare settings on these, not test
     class_accuracies: list[list[float]] = field(default_factory=list)  # per seed, per class
     confusion: torch.Tensor | None = None  # (true, predicted) counts summed over seeds
 
@@ -133,8 +137,8 @@ class ProtocolTrainer:
         if data.pretrain and data.is_mixed:
             # The same seed's CAS classifier (cached, shared with the ``synthetic`` protocol), fine-tuned on the real images.
             start = self.classifier(data.synthetic_only, seed).state_dict()
-            return fit_classifier(data.real_images, data.real_labels, self.num_classes, self.recipe, seed, self.val,
-                                  start=start)
+            recipe = self.recipe if data.finetune_lr is None else replace(self.recipe, lr=data.finetune_lr)
+            return fit_classifier(data.real_images, data.real_labels, self.num_classes, recipe, seed, self.val, start=start)
         images, labels, weights = data.tensors()
         return fit_classifier(images, labels, self.num_classes, self.recipe, seed, self.val, weights=weights)
 
@@ -163,6 +167,8 @@ class ProtocolTrainer:
         for seed in seeds:
             scored = self.score(data, seed)
             result.accuracies.append(scored["accuracy"])
+            if scored.get("val_accuracy") is not None:
+                result.val_accuracies.append(scored["val_accuracy"])
             result.class_accuracies.append(scored["class_accuracy"])
             confusion += torch.tensor(scored["confusion"])
         result.confusion = confusion
