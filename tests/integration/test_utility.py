@@ -40,6 +40,8 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
     assert leaky == {"real": False, "synthetic": False, "real+synthetic": False, "real@0.1": False, "real@0.1+synthetic": True}
     assert next(p for p in card["protocols"] if p["leaky"])["delta"] == "leaky: not a gain"
     assert card["test_images"] == 360 and card["augment"] == "pad-and-crop 1 px"  # digits: no flips
+    # Each protocol's val accuracy (the classifier's early-stopping score) comes beside its test accuracy.
+    assert all(0.0 < p["val_mean"] <= 1.0 for p in card["protocols"])
     readme = (out / "README.md").read_text()
     assert "| real@0.1+synthetic (**leaky**) |" in readme and "Not measured yet" not in readme
     assert "batches were drawn from both sets in proportion to their sizes" in readme  # utility.synthetic_use=mix
