@@ -34,7 +34,7 @@ def summarize(results: list[ProtocolResult], class_names: list[str], settings: d
         "protocols": [{"name": r.protocol.name, "real_fraction": r.protocol.real_fraction, "synthetic": r.protocol.synthetic,
                        "leaky": r.protocol.leaky, "num_real": r.num_real, "num_synthetic": r.num_synthetic,
                        "accuracies": r.accuracies, "mean": r.mean, "std": r.std, "delta": delta_text(r, by_name),
-                       "val_mean": sum(r.val_accuracies) / len(r.val_accuracies) if r.val_accuracies else None,
+                       "val_mean": r.val_mean,
                        "class_accuracy": dict(zip(class_names, r.class_accuracy(), strict=True))} for r in results],
         "class_histogram": histogram,
     }

@@ -96,6 +96,10 @@ class ProtocolResult:
         return float(torch.tensor(self.accuracies).mean())
 
     @property
+    def val_mean(self) -> float | None:
+        return float(torch.tensor(self.val_accuracies).mean()) if self.val_accuracies else None
+
+    @property
     def std(self) -> float:
         return float(torch.tensor(self.accuracies).std()) if len(self.accuracies) > 1 else 0.0
 
