@@ -16,9 +16,9 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
 - low-data rows: real@f and real@f+synthetic, where the generator is trained on the same f of the
   data (same data.seed, so no leakage) with DiffAugment; a ``:weightW`` row reuses a row's generator and
   dataset and makes a share W of every classifier batch synthetic instead of mixing by set size; a ``:pretrain``
-  row fine-tunes each seed's CAS classifier on the real images instead of mixing; a ``:top_k`` or
-  ``:agree`` row writes its own dataset from that generator through a filter (``filter.top_k``, GaFi's, or
-  ``filter.label_agreement``).
+  row fine-tunes each seed's CAS classifier on the real images instead of mixing (``:pretrain:weightW``: with a
+  share W of each fine-tuning batch still synthetic); a ``:top_k`` or ``:agree`` row writes its own dataset from
+  that generator through a filter (``filter.top_k``, GaFi's, or ``filter.label_agreement``).
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
 GAN-test, diversity and CAS (one classifier seed); the ablation's cards skip FID.
 """
@@ -40,6 +40,9 @@ GENERATORS: dict[str, list[str]] = {
     "fmnist_vae": ["experiment=fmnist_vae"],
     "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000", FP32],
     "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000", FP32],
+    # Twice the batches, scored on val every 1,000 generator steps instead of 3,000, so selection has 8 checkpoints.
+    "fmnist_cgan@0.01:16k": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=16000",
+                             "eval.every_n_steps=1000", FP32],
     # Ablation at 3,000 batches each (the issue's probes used 3,000): the plain conditional DCGAN, then one lever added at a time.
     "ablation:dcgan_bce": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "trainer.max_steps=6000", FP32],
     "ablation:+cbn": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "model.g_conditioning=cbn",
@@ -68,6 +71,13 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # No mixing: each seed's CAS classifier (the `synthetic` protocol's, cached) fine-tuned on the real images.
     "fmnist_cgan:pretrain": ("fmnist_cgan", ["utility.synthetic_use=pretrain"], []),
     "fmnist_cgan@0.01:pretrain": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain"], []),
+    "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
+    # Pretrained, then fine-tuned on batches a share W of which stays synthetic, so the 590 real images adapt the
+    # synthetic features without the fine-tune forgetting them; W is chosen on val accuracy.
+    "fmnist_cgan@0.01:16k:pretrain:weight0.25": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain",
+                                                                        "utility.synthetic_weight=0.25"], []),
+    "fmnist_cgan@0.01:16k:pretrain:weight0.5": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain",
+                                                                       "utility.synthetic_weight=0.5"], []),
     "fmnist_cgan@0.1:pretrain": ("fmnist_cgan@0.1", ["utility.synthetic_use=pretrain"], []),
     # The same, fine-tuned at a lower rate than the recipe's 2e-3, so 590 real images adjust the synthetic features
     # rather than overwrite them; the rate is chosen on val accuracy (cached beside each test accuracy).

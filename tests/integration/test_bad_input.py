@@ -76,8 +76,6 @@ EVALUATE_CASES = [
     (["task=utility", "dataset={root}/outputs", "utility.real_fractions=0.1"], "must be a list such as"),
     (["task=utility", "dataset={root}/outputs", "utility.synthetic_weight=2.0"], "utility.synthetic_weight=2.0 must be in (0, 1)"),
     (["task=utility", "dataset={root}/outputs", "utility.synthetic_use=blend"], "utility.synthetic_use=blend is not a way"),
-    (["task=utility", "dataset={root}/outputs", "utility.synthetic_use=pretrain", "utility.synthetic_weight=0.5"],
-     "utility.synthetic_weight=0.5 only applies to utility.synthetic_use=mix"),
     (["task=utility", "dataset={root}/outputs", "utility.synthetic_use=pretrain", "utility.finetune_lr=-1e-3"],
      "utility.finetune_lr=-0.001 must be a positive learning rate"),
     (["task=utility", "dataset={root}/outputs", "utility.finetune_lr=5e-4"],

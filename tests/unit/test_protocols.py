@@ -95,3 +95,33 @@ def test_pretrain_fine_tunes_the_cached_cas_classifier_of_the_same_seed(tmp_path
     faster = TrainingSet(images[16:28], labels[16:28], images[28:], labels[28:], "digest", pretrain=True, finetune_lr=0.1)
     assert faster.key() != pretrained.key() and faster.synthetic_only.key() == pretrained.synthetic_only.key()
     assert not torch.equal(parameters(trainer.fit(faster, seed=3)), parameters(planted))
+
+
+def test_a_weighted_pretrain_fine_tunes_on_both_sets_from_the_cas_classifier(tmp_path, monkeypatch) -> None:
+    """``synthetic_use=pretrain`` with ``synthetic_weight``: the CAS weights are the start, and that share of each
+    fine-tuning draw is synthetic; without a weight the fine-tune sees the real images alone."""
+    import torch
+
+    from synthset.metrics.classifier import ClassifierRecipe, ReferenceClassifier
+    from synthset.utility import scoring
+    from synthset.utility.scoring import ProtocolTrainer, TrainingSet
+
+    images, labels = torch.zeros(40, 1, 16, 16, dtype=torch.uint8), torch.arange(40) % 4
+    recipe = ClassifierRecipe(max_steps=2, batch_size=8, lr=1e-3, val_every=1, patience=1, crop_padding=0)
+    trainer = ProtocolTrainer((images[:8], labels[:8]), (images[8:16], labels[8:16]), 4, recipe, tmp_path)
+    cas = ReferenceClassifier(1, 4)
+    monkeypatch.setattr(ProtocolTrainer, "classifier", lambda self, data, seed: cas)
+    calls = []
+    monkeypatch.setattr(scoring, "fit_classifier", lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def fine_tune(weight):
+        data = TrainingSet(images[16:28], labels[16:28], images[28:], labels[28:], "digest", weight, pretrain=True)
+        trainer.fit(data, seed=0)
+        (fit_images, *_), kwargs = calls.pop()
+        assert kwargs["start"].keys() == cas.state_dict().keys()
+        return data.key(), len(fit_images), kwargs["weights"]
+
+    key, count, weights = fine_tune(0.25)
+    assert count == 24 and torch.isclose(weights[12:].sum(), torch.tensor(0.25))
+    plain_key, count, weights = fine_tune(None)
+    assert count == 12 and weights is None and key != plain_key

@@ -161,9 +161,10 @@ def filter_lines(info: dict[str, Any]) -> list[str]:
 def combination(utility: dict[str, Any]) -> str:
     """How a ``+synthetic`` protocol used the two sets (cards written before ``synthetic_use`` existed mixed them)."""
     if utility.get("synthetic_use") == "pretrain":
-        lr = utility.get("finetune_lr")
+        lr, weight = utility.get("finetune_lr"), utility.get("synthetic_weight")
         return ("the classifier trained on the synthetic images alone (same seed) was fine-tuned on the real ones"
-                + (f" at learning rate {lr:g}" if lr else ""))
+                + (f" at learning rate {lr:g}" if lr else "")
+                + (f", with {weight:.0%} of each fine-tuning batch still synthetic" if weight else ""))
     weight = utility.get("synthetic_weight")
     return (f"{weight:.0%} of each batch was synthetic" if weight else
             "batches were drawn from both sets in proportion to their sizes")

@@ -59,9 +59,6 @@ def validate(cfg: DictConfig) -> Path:
     use = ucfg.synthetic_use
     require(use in SYNTHETIC_USES, f"utility.synthetic_use={use} is not a way to use synthetic images; expected one of "
             f"{', '.join(SYNTHETIC_USES)}, e.g. utility.synthetic_use=pretrain.")
-    require(use == "mix" or ucfg.synthetic_weight is None,
-            f"utility.synthetic_weight={ucfg.synthetic_weight} only applies to utility.synthetic_use=mix (pretrain fine-tunes "
-            "on the real images alone); drop one of the two.")
     lr = ucfg.finetune_lr
     require(lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0),
             f"utility.finetune_lr={lr} must be a positive learning rate such as 5e-4, or null (the classifier recipe's).")

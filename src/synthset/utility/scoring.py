@@ -35,7 +35,7 @@ class TrainingSet:
     synthetic_labels: torch.Tensor | None = None
     synthetic_digest: str | None = None
     synthetic_weight: float | None = None  # share of each batch drawn from synthetic data; None = by size
-    pretrain: bool = False  # train on the synthetic images alone first, then fine-tune on the real ones (no mixing)
+    pretrain: bool = False  # train on the synthetic images alone first, then fine-tune on the real ones (mixed by the weight if set)
     finetune_lr: float | None = None  # pretrain only: the fine-tune's learning rate; None = the recipe's
 
     @property
@@ -73,7 +73,7 @@ class TrainingSet:
         key = {"real": fingerprint(self.real_images, self.real_labels) if self.num_real else None,
                "synthetic": self.synthetic_digest,
                # The weight only changes a mixed set: CAS (synthetic only) is the same classifier whatever it says.
-               "synthetic_weight": self.synthetic_weight if self.is_mixed and not self.pretrain else None}
+               "synthetic_weight": self.synthetic_weight if self.is_mixed else None}
         if self.pretrain and self.is_mixed:  # only then, so the mixed sets keep their cached results
             key["pretrain"] = True
             if self.finetune_lr is not None:
@@ -142,7 +142,10 @@ class ProtocolTrainer:
             # The same seed's CAS classifier (cached, shared with the ``synthetic`` protocol), fine-tuned on the real images.
             start = self.classifier(data.synthetic_only, seed).state_dict()
             recipe = self.recipe if data.finetune_lr is None else replace(self.recipe, lr=data.finetune_lr)
-            return fit_classifier(data.real_images, data.real_labels, self.num_classes, recipe, seed, self.val, start=start)
+            # Without a weight the fine-tune sees the real images alone; with one, that share of each batch stays synthetic.
+            images, labels, weights = data.tensors() if data.synthetic_weight is not None else (
+                data.real_images, data.real_labels, None)
+            return fit_classifier(images, labels, self.num_classes, recipe, seed, self.val, weights=weights, start=start)
         images, labels, weights = data.tensors()
         return fit_classifier(images, labels, self.num_classes, self.recipe, seed, self.val, weights=weights)
 
