@@ -1,0 +1,45 @@
+"""The Fashion-MNIST study's cache: a killed generator run goes on from its checkpoint instead of starting over."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import FAST_TRAIN, REPO, tracking_uri_for
+
+
+def load_study():
+    spec = importlib.util.spec_from_file_location("synthset_study", REPO / "scripts" / "fashion_mnist_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_killed_generator_run_is_resumed_in_the_same_run_not_trained_again(root: Path, monkeypatch) -> None:
+    study = load_study()
+    monkeypatch.setitem(study.GENERATORS, "tiny", ["model=dcgan", *FAST_TRAIN, "trainer.max_steps=4",
+                                                   "eval.every_n_steps=0"])
+    first = study.generator_run("tiny", root)
+    client = MlflowClient(tracking_uri_for(root))
+    client.set_terminated(first, "FAILED")  # what a kill leaves: the run unfinished, its last.ckpt in the run folder
+    checkpoint = root / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    written = checkpoint.stat().st_mtime_ns
+
+    assert study.generator_run("tiny", root) == first
+    assert client.get_run(first).info.status == "FINISHED"
+    experiment = client.get_experiment_by_name("study")
+    assert len(client.search_runs([experiment.experiment_id], "attributes.run_name = 'tiny'")) == 1
+    assert checkpoint.stat().st_mtime_ns == written  # it was already at max_steps: nothing trained again
+
+
+@pytest.mark.parametrize(("row", "overrides", "expected"), [
+    ("fmnist_cgan", [], (60_000, True)),
+    ("ablation:+ema", [], (60_000, False)),  # the ablation's cards skip FID
+    ("fmnist_cgan@0.01:16k", ["num_samples=240000", "card.fidelity=false"], (240_000, False)),
+])
+def test_a_row_s_generation_overrides_replace_the_study_defaults(root: Path, row: str, overrides: list[str],
+                                                                expected: tuple[int, bool]) -> None:
+    study = load_study()
+    cfg = study.compose("generate", study.generation_overrides(row, "some-run", root / "data", overrides), root)
+    assert (cfg.num_samples, cfg.card.fidelity) == expected
