@@ -18,8 +18,8 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
   dataset and makes a share W of every classifier batch synthetic instead of mixing by set size; a ``:pretrain``
   row fine-tunes each seed's CAS classifier on the real images instead of mixing (``:pretrain:weightW``: with a
   share W of each fine-tuning batch still synthetic); a ``:top_k`` or ``:agree`` row writes its own dataset from
-  that generator through a filter (``filter.top_k``, GaFi's, or ``filter.label_agreement``), a ``:240k`` row one of
-  240,000 images.
+  that generator through a filter (``filter.top_k``, GaFi's, or ``filter.label_agreement``), a ``:240k`` or ``:480k``
+  row one of that many images.
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
 GAN-test, diversity and CAS (one classifier seed); the ablation's cards skip FID.
 """
@@ -78,7 +78,10 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.
     "fmnist_cgan@0.01:16k:240k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"],
                                            ["num_samples=240000", "card.fidelity=false"]),
-    # The same, with draws the 1 % reference classifier does not give their own label (p < 0.5) redrawn: GAN-test says
+    # Eight times (480,000): about one pass in the 8,000-step budget, so every pretraining batch is a fresh draw.
+    "fmnist_cgan@0.01:16k:480k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"],
+                                           ["num_samples=480000", "card.fidelity=false"]),
+    # The 240,000, with draws the 1 % reference classifier does not give their own label (p < 0.5) redrawn: GAN-test says
     # about one in eight is off-class, and pretraining learns those labels as given.
     "fmnist_cgan@0.01:16k:240k:agree0.5:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"],
                                                     ["num_samples=240000", "card.fidelity=false",
