@@ -192,3 +192,26 @@ def test_vae_bound_is_named_honestly_and_kl_warms_up() -> None:
     assert "elbo" not in bernoulli and "bernoulli_bound_unnormalized" in bernoulli
     warm = BetaVAE(1, 16, width=8, beta=4.0, kl_warmup_steps=100)
     assert warm.beta_now() == 0.0
+
+
+def test_the_aggregate_prior_is_each_class_s_gaussian_of_the_posterior_draws_and_checkpoints_carry_it() -> None:
+    vae = BetaVAE(1, 16, latent_dim=2, width=8, prior="aggregate", conditional=True, num_classes=2)
+    standard = torch.Generator().manual_seed(0)
+    assert torch.equal(vae.latents(4, torch.tensor([0, 1, 0, 1]), standard),  # nothing tracked yet: N(0, I)
+                       torch.randn(4, 2, generator=torch.Generator().manual_seed(0)))
+    source = torch.Generator().manual_seed(1)
+    means, scales = torch.tensor([[3.0, -2.0], [-4.0, 1.0]]), torch.tensor([[0.5, 2.0], [1.0, 0.25]])
+    for _ in range(200):
+        labels = torch.arange(64) % 2
+        vae.track_latents(means[labels] + scales[labels] * torch.randn(64, 2, generator=source), labels)
+    restored = BetaVAE(1, 16, latent_dim=2, width=8, prior="aggregate", conditional=True, num_classes=2)
+    restored.load_state_dict(vae.state_dict())
+    labels = torch.arange(20_000) % 2
+    z = restored.latents(20_000, labels, torch.Generator().manual_seed(2))
+    for c in (0, 1):
+        drawn = z[labels == c]
+        assert torch.allclose(drawn.mean(0), means[c], atol=0.1)
+        assert torch.allclose(drawn.std(0), scales[c], rtol=0.1)
+    assert BetaVAE(1, 16, latent_dim=2, width=8).state_dict().keys() < vae.state_dict().keys()  # standard: no buffers
+    with pytest.raises(SynthsetError, match="model.prior='learned' is unknown"):
+        BetaVAE(1, 16, width=8, prior="learned")

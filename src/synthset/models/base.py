@@ -163,6 +163,10 @@ class GenerativeModel(pl.LightningModule):
         """Balanced labels 0, 1, ..., K-1, 0, 1, ... for conditional models; None otherwise."""
         return torch.arange(n) % self.num_classes if self.num_classes else None
 
+    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        """Latents to decode, drawn on the CPU: the prior N(0, I); VAEs may use a fitted one."""
+        return torch.randn(n, self.latent_dim, generator=generator)
+
     def decode(self, net: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Map latents to images in [-1, 1]; VAEs override to turn logits into intensities."""
         return net(z, labels)
@@ -184,7 +188,7 @@ class GenerativeModel(pl.LightningModule):
         was_training = net.training
         net.eval()
         try:
-            z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+            z = self.latents(n, labels, generator).to(self.device)
             labels = labels.to(self.device) if labels is not None else None
             return self.decode(net, z, labels).clamp_(-1, 1)
         finally:

@@ -17,6 +17,8 @@ from synthset.models.blocks import ConvEncoder, ConvGenerator
 from synthset.models.losses import gaussian_kl, optimal_log_sigma, reconstruction_nll
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+PRIORS = ("standard", "aggregate")
+PRIOR_DECAY = 0.999  # per batch: the fitted prior follows the last few thousand batches of a moving encoder
 
 
 class BetaVAE(GenerativeModel):
@@ -41,6 +43,7 @@ class BetaVAE(GenerativeModel):
         capacity_steps: int = 10000,
         capacity_gamma: float = 100.0,
         lr: float = 1e-3,
+        prior: str = "standard",
         conditional: bool = False,
         num_classes: int = 0,
         class_names: list[str] | None = None,
@@ -55,6 +58,7 @@ class BetaVAE(GenerativeModel):
             likelihood in LIKELIHOODS,
             f"model.likelihood={likelihood!r} is unknown; expected one of {LIKELIHOODS}.",
         )
+        require(prior in PRIORS, f"model.prior={prior!r} is unknown; expected one of {PRIORS}.")
         require(beta >= 0, f"model.beta={beta} is negative; expected beta >= 0 (1 = plain VAE).")
         require(sigma is None or sigma > 0, f"model.sigma={sigma} must be positive (a decoder std such as 0.1) or null (learned).")
         require(kl_warmup_steps >= 0, f"model.kl_warmup_steps={kl_warmup_steps} is negative; expected 0 (off) or a step count.")
@@ -72,7 +76,42 @@ class BetaVAE(GenerativeModel):
             self.num_classes,
             output_activation="tanh" if likelihood == "gaussian" else "none",
         )
+        if prior == "aggregate":
+            self.register_latent_moments(max(1, self.num_classes), latent_dim)
         self.finish_init()
+
+    def register_latent_moments(self, groups: int, latent_dim: int) -> None:
+        """Decayed count, sum and outer-product sum of posterior draws per class: checkpoints carry the fitted prior."""
+        self.register_buffer("latent_count", torch.zeros(groups))
+        self.register_buffer("latent_sum", torch.zeros(groups, latent_dim))
+        self.register_buffer("latent_outer", torch.zeros(groups, latent_dim, latent_dim))
+
+    @torch.no_grad()
+    def track_latents(self, z: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Fold a batch of posterior draws into the per-class moments of the aggregate posterior q(z | y)."""
+        groups = labels if labels is not None else torch.zeros(len(z), dtype=torch.long, device=z.device)
+        z = z.float()
+        self.latent_count.mul_(PRIOR_DECAY).index_add_(0, groups, torch.ones_like(z[:, 0]))
+        self.latent_sum.mul_(PRIOR_DECAY).index_add_(0, groups, z)
+        self.latent_outer.mul_(PRIOR_DECAY).index_add_(0, groups, z[:, :, None] * z[:, None, :])
+
+    def aggregate_prior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-class mean (G, d) and a square root S of the covariance (S Sᵀ = Σ, (G, d, d)), on the CPU."""
+        count = self.latent_count.detach().cpu()[:, None]
+        mean = self.latent_sum.detach().cpu() / count
+        covariance = self.latent_outer.detach().cpu() / count[:, :, None] - mean[:, :, None] * mean[:, None, :]
+        eigenvalues, eigenvectors = torch.linalg.eigh((covariance + covariance.transpose(1, 2)) / 2)
+        return mean, eigenvectors * eigenvalues.clamp_min(1e-6).sqrt()[:, None, :]
+
+    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        """With ``prior=aggregate`` (ex-post density estimation, Ghosh et al. 2020), each class's Gaussian fitted to
+        its training images' posterior draws instead of N(0, I), whose low-density regions the decoder never saw."""
+        z = super().latents(n, labels, generator)
+        if self.hparams.prior != "aggregate" or not bool((self.latent_count > 0).all()):
+            return z  # nothing tracked yet (an untrained model): the standard prior
+        groups = labels.cpu() if labels is not None else torch.zeros(n, dtype=torch.long)
+        mean, scale = self.aggregate_prior()
+        return mean[groups] + torch.einsum("nij,nj->ni", scale[groups], z)
 
     @property
     def decoder(self) -> nn.Module:  # type: ignore[override]
@@ -107,6 +146,8 @@ class BetaVAE(GenerativeModel):
         labels = labels if self.num_classes else None
         mu, logvar = self.posterior(images, labels)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        if self.training and self.hparams.prior == "aggregate":
+            self.track_latents(z.detach(), labels)
         output = self.compiled_network("_decoder")(z, labels)
         log_sigma = self.log_sigma(output, images)
         nll = reconstruction_nll(output, images, self.hparams.likelihood, log_sigma)
