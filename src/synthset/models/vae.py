@@ -18,7 +18,7 @@ from synthset.models.losses import gaussian_kl, optimal_log_sigma, reconstructio
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 PRIORS = ("standard", "aggregate")
-PRIOR_DECAY = 0.999  # per batch: the fitted prior follows the last few thousand batches of a moving encoder
+PRIOR_DECAY = 0.999  # per batch: the fitted prior weighs about the last thousand batches of a moving encoder
 
 
 class BetaVAE(GenerativeModel):
