@@ -43,3 +43,16 @@ def test_a_row_s_generation_overrides_replace_the_study_defaults(root: Path, row
     study = load_study()
     cfg = study.compose("generate", study.generation_overrides(row, "some-run", root / "data", overrides), root)
     assert (cfg.num_samples, cfg.card.fidelity) == expected
+
+
+@pytest.mark.parametrize(("row", "fraction", "overrides", "expected"), [
+    ("fmnist_vae", None, [], (3, ["synthetic", "real+synthetic"])),
+    ("fmnist_cgan@0.01", 0.01, [], (3, ["real@0.01+synthetic"])),
+    ("ablation:+ema", None, [], (1, ["synthetic"])),  # one seed, CAS only
+    ("fmnist_vae:agree0.5", None, ["utility.protocols=[synthetic]"], (3, ["synthetic"])),
+])
+def test_a_row_s_utility_protocols_replace_the_study_defaults(root: Path, row: str, fraction: float | None,
+                                                              overrides: list[str], expected: tuple) -> None:
+    study = load_study()
+    cfg = study.compose("evaluate", study.utility_overrides(row, root / "data", fraction, 3, overrides), root)
+    assert (cfg.utility.seeds, list(cfg.utility.protocols)) == expected
