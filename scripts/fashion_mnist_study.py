@@ -52,6 +52,7 @@ GENERATORS: dict[str, list[str]] = {
     "ablation:+sn_hinge": ["experiment=fmnist_cgan", "model.ema_decay=null", "trainer.max_steps=6000", FP32],
     "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000", FP32, EMA_0999],
 }
+VAE_AGREE_05 = ["filter.label_agreement=0.5", "card.fidelity=false"]  # the β-VAE's filtered dataset, CAS only
 # Rows that reuse another row's generator with another recipe: row -> (generator, utility overrides, generation
 # overrides). Generation overrides make a dataset of their own (e.g. a filtered one); without them the row reuses the
 # generator's dataset.
@@ -75,18 +76,15 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_vae:pretrain": ("fmnist_vae", ["utility.synthetic_use=pretrain"], []),
     # The β-VAE's draws the full-data reference classifier does not give their own label (p < 0.5) redrawn (GAN-test says
     # about one in nine); CAS only, since that is what the filter is for.
-    "fmnist_vae:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"], ["filter.label_agreement=0.5", "card.fidelity=false"]),
+    "fmnist_vae:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
+    # The same filtered dataset (same generation overrides, same folder); its CAS classifiers fine-tuned on the real images.
+    "fmnist_vae:agree0.5:pretrain": ("fmnist_vae", ["utility.synthetic_use=pretrain"], VAE_AGREE_05),
     # Stricter: p >= 0.6 (0.7 leaves draws that fail after 20 redraws), and GaFi's top half per class before the p >= 0.5
     # check. The filter is chosen on the CAS classifiers' val accuracy, cached beside each test accuracy.
-    # The filtered set's CAS classifiers (cached by the row above), each fine-tuned on the real images.
-    "fmnist_vae:agree0.5:pretrain": ("fmnist_vae", ["utility.protocols=[synthetic,real+synthetic]", "utility.synthetic_use=pretrain"],
-                                     ["filter.label_agreement=0.5", "card.fidelity=false"]),
     "fmnist_vae:agree0.6": ("fmnist_vae", ["utility.protocols=[synthetic]"], ["filter.label_agreement=0.6", "card.fidelity=false"]),
-    "fmnist_vae:top_k0.5:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"],
-                                     ["filter.top_k=0.5", "filter.label_agreement=0.5", "card.fidelity=false"]),
+    "fmnist_vae:top_k0.5:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"], ["filter.top_k=0.5", *VAE_AGREE_05]),
     # Four times the filtered draws (240,000): the classifier's 8,000-step budget sees each about twice instead of eight times.
-    "fmnist_vae:240k:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"],
-                                 ["num_samples=240000", "filter.label_agreement=0.5", "card.fidelity=false"]),
+    "fmnist_vae:240k:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"], ["num_samples=240000", *VAE_AGREE_05]),
     "fmnist_cgan@0.01:pretrain": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
