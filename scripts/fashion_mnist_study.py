@@ -45,6 +45,11 @@ GENERATORS: dict[str, list[str]] = {
     # Twice the batches, scored on val every 1,000 generator steps instead of 3,000, so selection has 8 checkpoints.
     "fmnist_cgan@0.01:16k": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=16000",
                              "eval.every_n_steps=1000", FP32, EMA_0999],
+    # The β-VAE recipe on the same 590 images (no DiffAugment: it is a GAN lever), scored on val every 1,000 steps.
+    "fmnist_vae@0.01": ["experiment=fmnist_vae", "data.fraction=0.01", "trainer.max_steps=8000", "eval.every_n_steps=1000"],
+    # The same, each training batch x-flipped at random (data.mirror): the 590 images seen both ways round.
+    "fmnist_vae@0.01:mirror": ["experiment=fmnist_vae", "data.fraction=0.01", "data.mirror=true", "trainer.max_steps=8000",
+                               "eval.every_n_steps=1000"],
     # Ablation at 3,000 batches each (the probes used 3,000): the plain conditional DCGAN, then one lever added at a time.
     "ablation:dcgan_bce": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "trainer.max_steps=6000", FP32],
     "ablation:+cbn": ["experiment=fmnist_cgan", "model=dcgan", "model.ema_decay=null", "model.g_conditioning=cbn",
@@ -86,6 +91,11 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # Four times the filtered draws (240,000): the classifier's 8,000-step budget sees each about twice instead of eight times.
     "fmnist_vae:240k:agree0.5": ("fmnist_vae", ["utility.protocols=[synthetic]"], ["num_samples=240000", *VAE_AGREE_05]),
     "fmnist_cgan@0.01:pretrain": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain"], []),
+    # The 1 % β-VAE's draws to pretrain on: smoother interpolations between the 590 images than the GAN's draws.
+    "fmnist_vae@0.01:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"], []),
+    "fmnist_vae@0.01:240k:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"],
+                                      ["num_samples=240000", "card.fidelity=false"]),
+    "fmnist_vae@0.01:mirror:pretrain": ("fmnist_vae@0.01:mirror", ["utility.synthetic_use=pretrain"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.

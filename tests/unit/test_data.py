@@ -133,7 +133,8 @@ def test_empty_or_all_corrupt_folder_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"image_size": 0}, "data.image_size=0 must be a positive integer"), ({"batch_size": 0}, "data.batch_size=0"), ({"batch_size": -3}, "data.batch_size=-3"),
-     ({"fraction": 0.0}, r"data.fraction=0.0 is outside \(0, 1\]"), ({"fraction": 1.5}, r"data.fraction=1.5 is outside")],
+     ({"fraction": 0.0}, r"data.fraction=0.0 is outside \(0, 1\]"), ({"fraction": 1.5}, r"data.fraction=1.5 is outside"),
+     ({"mirror": True}, r"data.mirror=true flips training images, but the classes of data=digits are not mirror-symmetric")],
 )
 def test_bad_data_settings_name_the_value(kwargs: dict, message: str) -> None:
     with pytest.raises(SynthsetError, match=message):
@@ -159,3 +160,24 @@ def test_data_fraction_trains_on_the_same_subset_for_the_same_seed() -> None:
     assert part.fingerprint("train") == again.fingerprint("train") != full.fingerprint("train")
     assert part.fingerprint("val") == full.fingerprint("val") and part.fingerprint("test") == full.fingerprint("test")
     assert torch.bincount(part.split("train")[1]).min() >= 12
+
+
+def test_mirror_flips_some_training_images_and_never_val_or_unattached_batches() -> None:
+    import pytorch_lightning as pl
+
+    dm = ImageDataModule(FashionMNISTSource(), "fashion_mnist", image_size=16, batch_size=256, fraction=0.05, mirror=True)
+    raw_images, labels = next(iter(dm.train_dataloader()))
+    plain = dm.on_after_batch_transfer((raw_images, labels), 0)[0]  # no trainer: scoring and benchmarks see the images
+    assert torch.equal(plain, dm.on_after_batch_transfer((raw_images, labels), 0)[0])
+    dm.trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    dm.trainer.validating = True
+    assert torch.equal(dm.on_after_batch_transfer((raw_images, labels), 0)[0], plain)
+    dm.trainer.training = True
+    torch.manual_seed(0)
+    seen, seen_labels = dm.on_after_batch_transfer((raw_images, labels), 0)
+    same = (seen == plain).flatten(1).all(1)
+    flipped = (seen == plain.flip(-1)).flatten(1).all(1)
+    assert bool((same | flipped).all()) and torch.equal(seen_labels, labels)  # each image whole, as it is or mirrored
+    asymmetric = ~(plain == plain.flip(-1)).flatten(1).all(1)
+    assert 0.3 < flipped[asymmetric].float().mean() < 0.7  # about half of the images that change under a flip
+    assert dm.record()["mirror"] is True and dm.split_summary()["train_mirror"] is True

@@ -104,6 +104,7 @@ class ImageDataModule(pl.LightningDataModule):
         fraction: float = 1.0,
         seed: int = 0,
         num_workers: int = 0,
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         require(isinstance(image_size, int) and image_size > 0,
@@ -114,6 +115,9 @@ class ImageDataModule(pl.LightningDataModule):
         require(0 < test_fraction < 1, f"data.test_fraction={test_fraction} must be in (0, 1), e.g. 0.1.")
         require(0 < fraction <= 1, f"data.fraction={fraction} is outside (0, 1]; pass the share of the real training "
                 "split to train on, e.g. data.fraction=0.1.")
+        require(not mirror or source.mirror_symmetric,
+                f"data.mirror=true flips training images, but the classes of data={name} are not mirror-symmetric (a flipped "
+                "image may show another class); set data.mirror=false.")
         self.source = source
         self.name = name
         self.image_size = image_size
@@ -124,6 +128,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.fraction = fraction
         self.seed = seed
         self.num_workers = num_workers
+        self.mirror = mirror
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.class_names: list[str] = []
 
@@ -131,7 +136,8 @@ class ImageDataModule(pl.LightningDataModule):
         """The plain description that rebuilds this data module (``datamodule_from_record``)."""
         return {"name": self.name, "source": self.source.spec(), "image_size": self.image_size, "channels": self.channels,
                 "batch_size": self.batch_size, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "fraction": self.fraction, "seed": self.seed, "num_workers": self.num_workers}
+                "fraction": self.fraction, "seed": self.seed, "num_workers": self.num_workers,
+                "mirror": self.mirror}
 
     def split_summary(self) -> dict[str, Any]:
         """Sizes, fingerprints and origin of every split: recorded in the run and in dataset cards."""
@@ -140,6 +146,7 @@ class ImageDataModule(pl.LightningDataModule):
             f"carved: class-stratified {self.test_fraction:g} of the images, seed {TEST_SPLIT_SEED}",
             "val_origin": f"{self.val_fraction:g} of the rest, data.seed {self.seed}",
             "train_fraction": self.fraction,
+            "train_mirror": self.mirror,
         }
         for split in ("train", "val", "test"):
             summary[split] = {"images": len(self.split(split)[0]), "fingerprint": self.fingerprint(split)}
@@ -215,8 +222,16 @@ class ImageDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        if self.mirror and self.trainer is not None and self.trainer.training:
+            images = random_mirror(images)
         # Scale on the device: one vectorized op per batch, no float copies in host memory.
         return to_signed_unit(images), labels
+
+
+def random_mirror(images: torch.Tensor) -> torch.Tensor:
+    """Each image flipped left-right with probability 1/2 (StyleGAN's x-flips: twice the images a small set shows)."""
+    flip = torch.rand(images.size(0), device=images.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -227,7 +242,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 # Keys of a data config that are the data module's arguments; the rest (``path``, ``root``, ...) are
 # conveniences already folded into ``source``.
 DATAMODULE_KEYS = ("name", "image_size", "channels", "batch_size", "val_fraction", "test_fraction", "fraction", "seed",
-                   "num_workers")
+                   "num_workers", "mirror")
 
 
 def datamodule_from_record(record: Mapping[str, Any], what: str = "the data config") -> ImageDataModule:

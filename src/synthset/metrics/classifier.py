@@ -23,7 +23,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from synthset.atomic import atomic_write_with
 from synthset.cuda_probe import skip_unloadable_nvml_check
-from synthset.data.datamodule import ImageDataModule, IndexedImages, to_signed_unit
+from synthset.data.datamodule import ImageDataModule, IndexedImages, random_mirror, to_signed_unit
 
 RECIPE = "reference-classifier-v2"  # bump whenever ReferenceClassifier or fit_classifier changes: caches expire
 
@@ -74,11 +74,6 @@ def pad_and_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def random_flip(images: torch.Tensor) -> torch.Tensor:
-    flip = torch.rand(images.size(0), device=images.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-
-
 class ReferenceClassifier(pl.LightningModule):
     """Three residual stages (32, 64, 128 channels, each halving the resolution), global pooling, linear head."""
 
@@ -101,7 +96,7 @@ class ReferenceClassifier(pl.LightningModule):
         images, labels = batch
         images = pad_and_crop(to_signed_unit(images), self.hparams.crop_padding)  # batches arrive as uint8
         if self.hparams.flip:
-            images = random_flip(images)
+            images = random_mirror(images)
         loss = F.cross_entropy(self(images), labels)
         self.log("classifier/loss", loss, prog_bar=True)
         return loss
