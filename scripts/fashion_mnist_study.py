@@ -284,8 +284,13 @@ def cached(name: str, root: Path, make) -> dict[str, Any]:
     return row
 
 
-def percent(cell: dict | None) -> str:
-    return "not measured" if cell is None else f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f} %"
+def percent(result: dict | None) -> str:
+    return "not measured" if result is None else f"{100 * result['mean']:.2f} ± {100 * result['std']:.2f} %"
+
+
+def cell(utility: dict, protocol: str) -> str:
+    """A protocol's mean ± std where the row ran it (a ``:cas`` row of a 1 % generator runs CAS alone), else blank."""
+    return percent(utility[protocol]) if protocol in utility else ""
 
 
 def main_table(rows: dict[str, dict]) -> list[str]:
@@ -302,8 +307,8 @@ def main_table(rows: dict[str, dict]) -> list[str]:
         lines.append(
             f"| `{name}` ({f:.0%} of train) | {row['training_minutes']} min | {q.get('fid', float('nan')):.2f} | "
             f"{100 * q['gan_test']:.1f} % | {q['pixel_std_ratio']:.2f} / {q['class_recall']:.2f} | "
-            f"{percent(u.get('synthetic')) if f == 1 else ''} | {percent(u.get('real+synthetic')) if f == 1 else ''} | "
-            f"{percent(u.get(low)) if f < 1 else ''} | {percent(u.get(low + '+synthetic')) if f < 1 else ''} |")
+            f"{cell(u, 'synthetic')} | {cell(u, 'real+synthetic')} | {cell(u, low) if f < 1 else ''} | "
+            f"{cell(u, low + '+synthetic') if f < 1 else ''} |")
     baseline = next((row["utility"]["real"] for row in rows.values() if "real" in row.get("utility", {})), None)
     return [*lines, "", f"Real-only classifier (same recipe, all 58,800 training images): {percent(baseline)}."]
 

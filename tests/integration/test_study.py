@@ -56,3 +56,19 @@ def test_a_row_s_utility_protocols_replace_the_study_defaults(root: Path, row: s
     study = load_study()
     cfg = study.compose("evaluate", study.utility_overrides(row, root / "data", fraction, 3, overrides), root)
     assert (cfg.utility.seeds, list(cfg.utility.protocols)) == expected
+
+
+def test_the_table_shows_every_protocol_a_row_measured_whatever_its_fraction() -> None:
+    study = load_study()
+    quality = {"fid": 95.8, "gan_test": 0.908, "pixel_std_ratio": 0.77, "class_recall": 0.64}
+    result = {"mean": 0.8, "std": 0.01}
+    rows = {  # a 1 % generator's CAS-only row and its low-data row; the first also ran the full-data baseline
+        "vae@0.01:cas": {"quality": quality, "fraction": 0.01, "training_minutes": 14.6,
+                         "utility": {"synthetic": result, "real": {"mean": 0.92, "std": 0.004}}},
+        "vae@0.01:pretrain": {"quality": quality, "fraction": 0.01, "training_minutes": 14.6,
+                              "utility": {"real@0.01": {"mean": 0.81, "std": 0.005}, "real@0.01+synthetic": result}},
+    }
+    cas_line, low_line, _, baseline = study.main_table(rows)[2:]
+    assert cas_line.split(" | ")[5:9] == ["80.00 ± 1.00 %", "", "", " |"]
+    assert low_line.split(" | ")[5:9] == ["", "", "81.00 ± 0.50 %", "80.00 ± 1.00 % |"]
+    assert baseline.endswith("92.00 ± 0.40 %.")
