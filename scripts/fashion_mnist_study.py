@@ -19,7 +19,7 @@ Per recipe (a conditional generator trained with ``experiment=<recipe>``):
   row fine-tunes each seed's CAS classifier on the real images instead of mixing (``:pretrain:weightW``: with a
   share W of each fine-tuning batch still synthetic); a ``:top_k`` or ``:agree`` row writes its own dataset from
   that generator through a filter (``filter.top_k``, GaFi's, or ``filter.label_agreement``), a ``:240k`` or ``:480k``
-  row one of that many images.
+  row one of that many images; an ensemble row (``ENSEMBLES``) pools half of the images from each of two generators.
 The ablation rows add one lever at a time to the plain conditional DCGAN, at 3,000 batches each, and report
 GAN-test, diversity and CAS (one classifier seed); the ablation's cards skip FID.
 """
@@ -125,6 +125,13 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_cgan@0.01:pretrain:lr5e-4": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain", "utility.finetune_lr=5e-4"], []),
     "fmnist_cgan@0.01:pretrain:lr2e-4": ("fmnist_cgan@0.01", ["utility.synthetic_use=pretrain", "utility.finetune_lr=2e-4"], []),
 }
+# Rows that pool two generators' draws (an ensemble of generators, Eilertsen et al. 2021): row -> (generators, utility
+# overrides, generation overrides of each member). Each gives half of the 60,000 images, so the pool is no larger than
+# one generator's dataset and only its variety differs; the row's quality columns are its first member's.
+ENSEMBLES: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "fmnist_vae@0.01+mirror:pretrain": (["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"], ["utility.synthetic_use=pretrain"],
+                                        ["num_samples=30000", "card.fidelity=false"]),
+}
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
 
@@ -225,10 +232,22 @@ def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root:
             for p in card["utility"]["protocols"]}
 
 
-def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
+def row_plan(name: str) -> tuple[list[str], list[str], list[str]]:
+    """The row's generators (one, or an ensemble's members), utility overrides and generation overrides."""
+    if name in ENSEMBLES:
+        return ENSEMBLES[name]
     generator, utility_overrides, generation_overrides = UTILITY_VARIANTS.get(name, (name, [], []))
-    run_id = generator_run(generator, root)
-    out = dataset(dataset_name(generator, generation_overrides), run_id, root, generation_overrides)
+    return [generator], utility_overrides, generation_overrides
+
+
+def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
+    generators, utility_overrides, generation_overrides = row_plan(name)
+    run_ids = [generator_run(generator, root) for generator in generators]
+    run_id, *_ = run_ids
+    out, *extras = [dataset(dataset_name(generator, generation_overrides), member_run, root, generation_overrides)
+                    for generator, member_run in zip(generators, run_ids, strict=True)]
+    if extras:
+        utility_overrides = [*utility_overrides, f"utility.extra_datasets=[{','.join(map(str, extras))}]"]
     card = json.loads((out / "synthset.json").read_text())
     fraction = card["source"]["data_config"]["fraction"]
     quality = card["quality"]
@@ -340,7 +359,7 @@ def main() -> None:
     from synthset.cli import quiet_third_party_logs
 
     quiet_third_party_logs()
-    names = args.only or [*GENERATORS, *UTILITY_VARIANTS, "real-vs-real"]
+    names = args.only or [*GENERATORS, *UTILITY_VARIANTS, *ENSEMBLES, "real-vs-real"]
     rows: dict[str, dict] = {}
     for name in names:
         path = row_path(name, args.root)

@@ -72,3 +72,11 @@ def test_the_table_shows_every_protocol_a_row_measured_whatever_its_fraction() -
     assert cas_line.split(" | ")[5:9] == ["80.00 ± 1.00 %", "", "", " |"]
     assert low_line.split(" | ")[5:9] == ["", "", "81.00 ± 0.50 %", "80.00 ± 1.00 % |"]
     assert baseline.endswith("92.00 ± 0.40 %.")
+
+
+def test_an_ensemble_row_takes_half_of_its_images_from_each_trained_member(root: Path) -> None:
+    study = load_study()
+    for name, (members, _, overrides) in study.ENSEMBLES.items():
+        assert study.row_plan(name)[0] == members and len(members) == 2 and set(members) <= set(study.GENERATORS)
+        cfg = study.compose("generate", study.generation_overrides(name, "some-run", root / "data", overrides), root)
+        assert cfg.num_samples * len(members) == study.SYNTHETIC_IMAGES

@@ -64,6 +64,32 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
     assert again == accuracy
 
 
+def test_extra_datasets_of_the_same_data_pool_their_images_and_other_data_is_refused(dataset, session_runs,
+                                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    root, out = dataset
+    other = tmp_path / "vae"  # a second generator of the same real data (the session's β-VAE): an ensemble's second member
+    generate(compose_config("generate", [f"run_id={session_runs.run_ids['vae']}", "num_samples=60", "format=npz",
+                                         "progress=false", "card.eval_samples=0", "memorization.enabled=false",
+                                         f"out={other}"], root))
+    pooled = tmp_path / "pooled"  # a copy, so the module's dataset card keeps its own utility record
+    shutil.copytree(out, pooled)
+    utility(utility_config(root, f"dataset={pooled}", "utility.protocols=[synthetic]", f"utility.extra_datasets=[{other}]"))
+    summary = json.loads((pooled / "synthset.json").read_text())["utility"]
+    assert {p["name"]: p["num_synthetic"] for p in summary["protocols"]} == {"real": 0, "synthetic": 160}
+    assert [extra["dataset"] for extra in summary["extra_datasets"]] == [str(other)]
+    assert f"pooled with those of `{other}`" in (pooled / "README.md").read_text()
+    parent = MlflowClient(tracking_uri_for(root)).get_run(summary["run_id"])
+    assert parent.data.params["extra_datasets"] == str(other)
+
+    other_card = json.loads((other / "synthset.json").read_text())
+    other_card["source"]["data_config"]["fraction"] = 0.5  # a generator of half the data: other leakage, other splits
+    (other / "synthset.json").write_text(json.dumps(other_card))
+    with pytest.raises(SynthsetError, match=r"utility.extra_datasets: .*vae was generated from other real data .*fraction"):
+        utility(utility_config(root, f"dataset={pooled}", f"utility.extra_datasets=[{other}]"))
+
+
 def test_missing_source_data_is_named(dataset, tmp_path: Path) -> None:
     import shutil
 

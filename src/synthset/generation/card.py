@@ -170,6 +170,13 @@ def combination(utility: dict[str, Any]) -> str:
             "batches were drawn from both sets in proportion to their sizes")
 
 
+def pooled(utility: dict[str, Any]) -> str:
+    """Which other datasets' images joined this one's in the synthetic protocols (``utility.extra_datasets``)."""
+    extras = utility.get("extra_datasets") or []
+    return (" The synthetic images are this dataset's pooled with those of " + ", ".join(
+        f"`{extra['dataset']}` (spec {extra['spec_digest']})" for extra in extras) + ".") if extras else ""
+
+
 def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
     """Train-on-synthetic / test-on-real results, or the class histogram of unlabeled samples."""
     if not utility:
@@ -179,7 +186,7 @@ def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
              f"{utility['test_images']} real `{data}` test images; mean ± std over {utility['seeds']} seed(s). "
              f"The generator was trained on {utility['generator_fraction']:.0%} of the real training split"
              + (f"; MLflow run `{utility['run_id']}`." if utility.get("run_id") else ".")
-             + f" In `+synthetic` protocols {combination(utility)}.", "",
+             + f" In `+synthetic` protocols {combination(utility)}." + pooled(utility), "",
              "| protocol | real images | synthetic images | test accuracy | delta |", "|---|---|---|---|---|"]
     for p in utility["protocols"]:
         name = f"{p['name']} (**leaky**)" if p["leaky"] else p["name"]

@@ -6,6 +6,7 @@ The dataset's card is read as plain data: its source data is rebuilt through syn
 registry, and every protocol tests on the source's test split, which no model in the chain saw.
 """
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from synthset.utility.scoring import ProtocolResult, ProtocolTrainer, TrainingSe
 
 log = logging.getLogger(__name__)
 SYNTHETIC_USES = ("mix", "pretrain")
+# What makes two datasets' real images the same: the same source, size and splits (x-flips in training may differ).
+SAME_DATA_KEYS = ("source", "image_size", "channels", "seed", "fraction", "val_fraction", "test_fraction")
 
 
 def source_datamodule(out: Path, card: dict[str, Any]) -> ImageDataModule:
@@ -67,6 +70,39 @@ def validate(cfg: DictConfig) -> Path:
     require(ucfg.real_fractions is None or OmegaConf.is_list(ucfg.real_fractions),
             f"utility.real_fractions={ucfg.real_fractions} must be a list such as [0.01,0.1,1.0] (or null).")
     return out
+
+
+def extra_synthetic(out: Path, card: dict[str, Any], extras) -> list[tuple[Path, dict[str, Any]]]:
+    """Datasets whose images join ``dataset``'s (another generator's draws: an ensemble, Eilertsen et al. 2021).
+
+    Each must come from the same real images and splits, so one leakage label and one test split hold for all.
+    """
+    require(extras is None or OmegaConf.is_list(extras), f"utility.extra_datasets={extras} must be a list of folders "
+            "written by generate.py, such as utility.extra_datasets=[outputs/datasets/other].")
+    found = []
+    for folder in extras or []:
+        extra = Path(str(folder))
+        require(extra.is_dir() and extra.resolve() != out.resolve(), f"utility.extra_datasets names {extra}, which is "
+                "not a folder other than dataset; pass folders written by generate.py.")
+        extra_card = load_card(extra)
+        ours, theirs = card["source"]["data_config"], extra_card["source"].get("data_config") or {}
+        differ = [key for key in SAME_DATA_KEYS if ours.get(key) != theirs.get(key)]
+        require(not differ and extra_card["class_names"] == card["class_names"],
+                f"utility.extra_datasets: {extra} was generated from other real data than dataset={out} (data "
+                f"{', '.join(differ) or 'class_names'} differ); pass datasets of generators trained on the same data.")
+        found.append((extra, extra_card))
+    return found
+
+
+def pooled_synthetic(out: Path, card: dict[str, Any], extras: list[tuple[Path, dict[str, Any]]]):
+    """All synthetic images and labels, in dataset order, and one digest for the pool (the classifier cache key)."""
+    parts = [read_dataset(folder, folder_card) for folder, folder_card in [(out, card), *extras]]
+    labels = [part[1] for part in parts]
+    images = torch.cat([part[0] for part in parts]) if extras else parts[0][0]
+    labels = labels[0] if not extras or labels[0] is None else torch.cat(labels)
+    digests = [card["spec_digest"], *(extra_card["spec_digest"] for _, extra_card in extras)]
+    digest = digests[0] if not extras else hashlib.sha256("+".join(digests).encode()).hexdigest()[:16]
+    return images, labels, digest
 
 
 def chosen_protocols(ucfg: DictConfig, generator_fraction: float, labeled: bool) -> list[Protocol]:
@@ -132,20 +168,22 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     out, ucfg = validate(cfg), cfg.utility
     card = load_card(out)
     generator_fraction = float(card["source"]["data_config"].get("fraction", 1.0))
-    synthetic_images, synthetic_labels = read_dataset(out, card)
+    extras = extra_synthetic(out, card, ucfg.get("extra_datasets"))
+    synthetic_images, synthetic_labels, digest = pooled_synthetic(out, card, extras)
     protocols = chosen_protocols(ucfg, generator_fraction, labeled=synthetic_labels is not None)
     datamodule = source_datamodule(out, card)
     check_matches_source(out, card, synthetic_images, synthetic_labels, datamodule)
     trainer = ProtocolTrainer.for_datamodule(datamodule, ucfg.steps, ucfg.batch_size, Path(cfg.paths.cache_dir) / "utility",
                                              augment=ucfg.get("augment", True))
-    sets = training_sets(protocols, datamodule, (synthetic_images, synthetic_labels), card["spec_digest"], ucfg)
+    sets = training_sets(protocols, datamodule, (synthetic_images, synthetic_labels), digest, ucfg)
     results = run_protocols(cfg, protocols, sets, trainer)
     histogram = None
     if synthetic_labels is None:
         histogram = class_histogram(trainer.classifier(sets["real"], 0), synthetic_images, datamodule.class_names)
     settings = {"steps": ucfg.steps, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
                 "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.synthetic_use, "finetune_lr": ucfg.finetune_lr,
-                "augment": trainer.augment_name}
+                "augment": trainer.augment_name,
+                "extra_datasets": [{"dataset": str(folder), "spec_digest": c["spec_digest"]} for folder, c in extras]}
     summary = summarize(results, datamodule.class_names, settings, histogram, generator_fraction,
                         len(datamodule.split("test")[0]))
     client, summary["run_id"] = log_to_mlflow(cfg, out, card, summary, results, datamodule.class_names)

@@ -97,6 +97,8 @@ def log_to_mlflow(cfg: DictConfig, out: Path, card: dict, summary: dict, results
     for key in ("steps", "batch_size", "seeds", "synthetic_weight", "synthetic_use", "finetune_lr", "generator_fraction", "test_images", "augment"):
         client.log_param(parent, key, summary.get(key))
     client.log_param(parent, "protocols", ",".join(p["name"] for p in summary["protocols"]))
+    if summary.get("extra_datasets"):
+        client.log_param(parent, "extra_datasets", ",".join(extra["dataset"] for extra in summary["extra_datasets"]))
     log_protocol_runs(client, experiment_id, parent, summary, results, class_names)
     return client, parent
 
