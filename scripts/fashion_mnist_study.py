@@ -131,6 +131,9 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
 ENSEMBLES: dict[str, tuple[list[str], list[str], list[str]]] = {
     "fmnist_vae@0.01+mirror:pretrain": (["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"], ["utility.synthetic_use=pretrain"],
                                         ["num_samples=30000", "card.fidelity=false"]),
+    # CAS of the same pool: the pretrain row's first stage (its cached classifiers), scored on its own.
+    "fmnist_vae@0.01+mirror:cas": (["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"], ["utility.protocols=[synthetic]"],
+                                   ["num_samples=30000", "card.fidelity=false"]),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
