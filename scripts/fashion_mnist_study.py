@@ -246,7 +246,7 @@ def row_plan(name: str) -> tuple[list[str], list[str], list[str]]:
 def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
     generators, utility_overrides, generation_overrides = row_plan(name)
     run_ids = [generator_run(generator, root) for generator in generators]
-    run_id, *_ = run_ids
+    run_id = run_ids[0]  # the first member's run: the row's training time and quality columns
     out, *extras = [dataset(dataset_name(generator, generation_overrides), member_run, root, generation_overrides)
                     for generator, member_run in zip(generators, run_ids, strict=True)]
     if extras:

@@ -97,12 +97,12 @@ def extra_synthetic(out: Path, card: dict[str, Any], extras) -> list[tuple[Path,
 def pooled_synthetic(out: Path, card: dict[str, Any], extras: list[tuple[Path, dict[str, Any]]]):
     """All synthetic images and labels, in dataset order, and one digest for the pool (the classifier cache key)."""
     parts = [read_dataset(folder, folder_card) for folder, folder_card in [(out, card), *extras]]
-    labels = [part[1] for part in parts]
-    images = torch.cat([part[0] for part in parts]) if extras else parts[0][0]
-    labels = labels[0] if not extras or labels[0] is None else torch.cat(labels)
-    digests = [card["spec_digest"], *(extra_card["spec_digest"] for _, extra_card in extras)]
-    digest = digests[0] if not extras else hashlib.sha256("+".join(digests).encode()).hexdigest()[:16]
-    return images, labels, digest
+    if not extras:
+        return *parts[0], card["spec_digest"]
+    images = torch.cat([images for images, _ in parts])
+    labels = None if parts[0][1] is None else torch.cat([labels for _, labels in parts])  # same class_names: all or none
+    digests = "+".join([card["spec_digest"], *(extra_card["spec_digest"] for _, extra_card in extras)])
+    return images, labels, hashlib.sha256(digests.encode()).hexdigest()[:16]
 
 
 def chosen_protocols(ucfg: DictConfig, generator_fraction: float, labeled: bool) -> list[Protocol]:
