@@ -78,8 +78,9 @@ def test_fid_kid_precision_recall_behave_on_real_data(cache_dir: Path, name: str
     real = compute_metrics(train, reference, ref, s)
     noise = compute_metrics(noise_like(reference), reference, ref, s)
 
-    # KID is an unbiased estimate: on identical sets it fluctuates around 0, far below noise's.
-    assert abs(same["fid"]) < 1e-3 and abs(same["kid_mean"]) < 0.02 * noise["kid_mean"]
+    # KID's estimator is unbiased for independent sets; on one set twice its cross term keeps each image's similarity
+    # to itself, which the within-set terms leave out, so it sits just below 0, far from noise's.
+    assert abs(same["fid"]) < 1e-3 and -0.1 * noise["kid_mean"] < same["kid_mean"] <= 0, (same, noise)
     assert real["fid"] < 0.4 * noise["fid"]  # N=64 inflates every FID; noise stays far above
     assert real["kid_mean"] < 0.25 * noise["kid_mean"]
     assert real["precision"] > 0.5 > noise["precision"] and real["recall"] > 0.5 > noise["recall"]
