@@ -18,6 +18,7 @@ from synthset.metrics.extractors import (
     CountingExtractor,
     register_extractors,
 )
+from synthset.metrics.frechet import symmetric_frechet_trace
 from synthset.metrics.naming import metric_name
 
 INCEPTION_COMPAT_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -117,17 +118,18 @@ def run_fidelity(settings: MetricSettings, **kwargs) -> dict[str, float]:
                leave=False)
     CountingExtractor.progress = bar
     try:
-        return torch_fidelity.calculate_metrics(
-            cuda=torch.cuda.is_available(),
-            batch_size=settings.batch_size,
-            cache_root=settings.cache_dir,
-            verbose=False,
-            datasets_download=False,
-            samples_shuffle=False,
-            # In-process loading: images are already in memory, and worker processes cost more than they save.
-            save_cpu_ram=True,
-            **kwargs,
-        )
+        with symmetric_frechet_trace():  # the same FID, from a symmetric eigenproblem of the generated set's rank
+            return torch_fidelity.calculate_metrics(
+                cuda=torch.cuda.is_available(),
+                batch_size=settings.batch_size,
+                cache_root=settings.cache_dir,
+                verbose=False,
+                datasets_download=False,
+                samples_shuffle=False,
+                # In-process loading: images are already in memory, and worker processes cost more than they save.
+                save_cpu_ram=True,
+                **kwargs,
+            )
     finally:
         CountingExtractor.progress = None
         bar.close()
