@@ -113,6 +113,8 @@ class ReferenceClassifier(pl.LightningModule):
         if accuracy > self.best_accuracy:  # keep the best weights on val, not the last ones
             self.best_accuracy = accuracy
             self.best_state = copy.deepcopy(self.state_dict())
+        if accuracy >= 1.0:  # val cannot be beaten any more, so the kept weights are final: stop training here
+            self.trainer.should_stop = True
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=5e-4)
