@@ -128,12 +128,12 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
 # Rows that pool two generators' draws (an ensemble of generators, Eilertsen et al. 2021): row -> (generators, utility
 # overrides, generation overrides of each member). Each gives half of the 60,000 images, so the pool is no larger than
 # one generator's dataset and only its variety differs; the row's quality columns are its first member's.
+VAE_PAIR_AT_1_PERCENT = ["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"]
+HALF_OF_THE_IMAGES_EACH = ["num_samples=30000", "card.fidelity=false"]
 ENSEMBLES: dict[str, tuple[list[str], list[str], list[str]]] = {
-    "fmnist_vae@0.01+mirror:pretrain": (["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"], ["utility.synthetic_use=pretrain"],
-                                        ["num_samples=30000", "card.fidelity=false"]),
+    "fmnist_vae@0.01+mirror:pretrain": (VAE_PAIR_AT_1_PERCENT, ["utility.synthetic_use=pretrain"], HALF_OF_THE_IMAGES_EACH),
     # CAS of the same pool: the pretrain row's first stage (its cached classifiers), scored on its own.
-    "fmnist_vae@0.01+mirror:cas": (["fmnist_vae@0.01", "fmnist_vae@0.01:mirror"], ["utility.protocols=[synthetic]"],
-                                   ["num_samples=30000", "card.fidelity=false"]),
+    "fmnist_vae@0.01+mirror:cas": (VAE_PAIR_AT_1_PERCENT, ["utility.protocols=[synthetic]"], HALF_OF_THE_IMAGES_EACH),
 }
 SYNTHETIC_IMAGES = 60_000
 FID_IMAGES = 2_000
