@@ -561,7 +561,7 @@ def chosen_formats(parser: argparse.ArgumentParser, flag: str, value: str, known
     return formats
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 pairs: the contract in a minute or two")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
@@ -580,6 +580,11 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=None,
                         help="where the benchmark writes (default: the system's temp folder); /dev/shm takes a "
                              "disk whose timing varies out of generate_time_growth")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     quiet_third_party_logs()
     if args.quick:
