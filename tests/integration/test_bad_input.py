@@ -62,6 +62,7 @@ GENERATE_CASES = [
     (["gate.max_fid=1.0"], "gate.max_fid=1.0 needs the FID of exactly these weights"),
     (["format=WEBDATASET"], "format=WEBDATASET is unknown"),
     (["num_sample=20"], "num_sample=20 names no setting (did you mean num_samples?)"),
+    (["temperature=0"], "temperature=0 must be a number in (0, 10]"),
 ]
 EVALUATE_CASES = [
     (["task=fid2"], "task=fid2 is unknown"),

@@ -105,6 +105,18 @@ def test_existing_output_with_another_spec_is_not_overwritten_without_asking(ses
     assert file_hashes(out) != before
 
 
+def test_temperature_spreads_the_draws_and_the_card_records_it(session_runs, tmp_path: Path) -> None:
+    common = ["format=npz", "memorization.enabled=false", "labels={0:40}"]
+    datasets = {t: generate(gen_config(session_runs, *common, f"temperature={t}", f"out={tmp_path / str(t)}", model="vae"))
+                for t in (1.0, 2.0)}
+    images = {t: read_dataset(out, load_card(out))[0].float() for t, out in datasets.items()}
+    assert images[2.0].std(0).mean() > images[1.0].std(0).mean()  # one class: wider latents, more varied images
+    cards = {t: json.loads((out / "synthset.json").read_text()) for t, out in datasets.items()}
+    assert "temperature" not in cards[1.0]["spec"] and cards[2.0]["spec"]["temperature"] == 2.0
+    assert "temperature=2.0" in (datasets[2.0] / "README.md").read_text()
+    assert "latents drawn at" not in (datasets[1.0] / "README.md").read_text()
+
+
 def test_unwritable_output_is_refused(session_runs, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

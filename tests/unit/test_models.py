@@ -212,6 +212,22 @@ def test_the_aggregate_prior_is_each_class_s_gaussian_of_the_posterior_draws_and
         drawn = z[labels == c]
         assert torch.allclose(drawn.mean(0), means[c], atol=0.1)
         assert torch.allclose(drawn.std(0), scales[c], rtol=0.1)
+    # A temperature scales each class's spread around its own mean, not around 0.
+    hot = restored.latents(20_000, labels, torch.Generator().manual_seed(2), temperature=1.5)
+    for c in (0, 1):
+        assert torch.allclose(hot[labels == c].mean(0), means[c], atol=0.15)
+        assert torch.allclose(hot[labels == c].std(0), 1.5 * scales[c], rtol=0.1)
     assert BetaVAE(1, 16, latent_dim=2, width=8).state_dict().keys() < vae.state_dict().keys()  # standard: no buffers
     with pytest.raises(SynthsetError, match="model.prior='learned' is unknown"):
         BetaVAE(1, 16, width=8, prior="learned")
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_temperature_one_is_the_prior_as_trained_and_zero_spread_is_one_image(cls: type[GenerativeModel]) -> None:
+    model = cls(channels=1, image_size=16, width=8, conditional=True, num_classes=3)
+    labels = torch.tensor([0, 1, 2, 0])
+    plain = model.sample(4, labels, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, model.sample(4, labels, torch.Generator().manual_seed(3), temperature=1.0))
+    assert not torch.equal(plain, model.sample(4, labels, torch.Generator().manual_seed(3), temperature=1.5))
+    frozen = model.sample(4, labels, torch.Generator().manual_seed(3), temperature=1e-9)  # every draw at the mean
+    assert torch.allclose(frozen[0], frozen[3], atol=1e-5) and not torch.allclose(frozen[0], frozen[1], atol=1e-5)

@@ -81,6 +81,9 @@ def provenance_lines(info: dict[str, Any]) -> list[str]:
         f"(fraction {source['data_config'].get('fraction', 1.0)} of its training split, data seed {source['data_config'].get('seed', 'n/a')})",
         f"- labels: `{spec['labels']}`; per class: {info['class_counts']}",
     ]
+    if spec.get("temperature", 1.0) != 1.0:
+        lines.append(f"- latents drawn at `temperature={spec['temperature']}`: {spec['temperature']} times the spread of "
+                     "the model's prior around its mean (1 is the prior as trained)")
     if splits:
         lines.append(f"- splits of the source data: train {splits['train']['images']}, val {splits['val']['images']} "
                      f"(selection), test {splits['test']['images']} (reporting only; {splits['test_origin']})")

@@ -69,7 +69,8 @@ class ShardedGeneration:
         chunks = []
         for start in range(0, n, SAMPLE_BATCH):
             batch_labels = labels[start : start + SAMPLE_BATCH] if labels is not None else None
-            chunks.append(to_uint8(self.model.sample(min(SAMPLE_BATCH, n - start), batch_labels, generator=generator)).cpu())
+            images = self.model.sample(min(SAMPLE_BATCH, n - start), batch_labels, generator, self.spec.temperature)
+            chunks.append(to_uint8(images).cpu())
         return torch.cat(chunks)
 
     def draw_confident(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:

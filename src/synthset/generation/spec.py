@@ -27,6 +27,7 @@ class GenerationSpec:
     memorization: dict[str, Any] = field(default_factory=dict)
     label_agreement: float | None = None  # keep images the reference classifier assigns to their label with p >= this
     top_k: float | None = None  # keep this share of each class's draws, the ones the reference classifier is surest of
+    temperature: float = 1.0  # the latents' spread around the prior's mean (see GenerativeModel.sample)
 
     def __post_init__(self) -> None:
         require(self.format in FORMATS, f"format={self.format} is unknown; expected one of {', '.join(FORMATS)}.")
@@ -39,9 +40,16 @@ class GenerationSpec:
         require(self.top_k is None or (isinstance(self.top_k, float) and 0 < self.top_k <= 1),
                 f"filter.top_k={self.top_k} must be the share of draws to keep, in (0, 1], e.g. 0.5, or null.")
         require(isinstance(self.seed, int), f"seed={self.seed!r} must be an integer, e.g. seed=0.")
+        require(isinstance(self.temperature, int | float) and not isinstance(self.temperature, bool)
+                and 0 < self.temperature <= 10,
+                f"temperature={self.temperature!r} must be a number in (0, 10], e.g. temperature=1.0 (the prior as trained).")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without ``temperature`` at its default: datasets drawn before it existed keep their spec and its digest."""
+        spec = asdict(self)
+        if spec["temperature"] == 1.0:
+            del spec["temperature"]
+        return spec
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

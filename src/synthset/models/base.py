@@ -163,9 +163,10 @@ class GenerativeModel(pl.LightningModule):
         """Balanced labels 0, 1, ..., K-1, 0, 1, ... for conditional models; None otherwise."""
         return torch.arange(n) % self.num_classes if self.num_classes else None
 
-    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
-        """Latents to decode, drawn on the CPU: the prior N(0, I); VAEs may use a fitted one."""
-        return torch.randn(n, self.latent_dim, generator=generator)
+    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None,
+                temperature: float = 1.0) -> torch.Tensor:
+        """Latents to decode, drawn on the CPU: the prior N(0, t²I) at temperature t; VAEs may use a fitted one."""
+        return torch.randn(n, self.latent_dim, generator=generator) * temperature
 
     def decode(self, net: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Map latents to images in [-1, 1]; VAEs override to turn logits into intensities."""
@@ -173,11 +174,14 @@ class GenerativeModel(pl.LightningModule):
 
     @torch.inference_mode()
     def sample(
-        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Draw ``n`` images as a float tensor in [-1, 1] of shape (n, C, H, W).
 
-        Deterministic for a given CPU ``generator``: latents are drawn on the CPU, then moved.
+        Deterministic for a given CPU ``generator``: latents are drawn on the CPU, then moved. ``temperature``
+        scales the latents' spread around the prior's mean: below 1 fewer unusual draws (the truncation trick),
+        above 1 more variety at some cost in fidelity.
         """
         require(n > 0, f"sample count {n} is not positive; ask for at least one image.")
         if labels is None:
@@ -188,7 +192,7 @@ class GenerativeModel(pl.LightningModule):
         was_training = net.training
         net.eval()
         try:
-            z = self.latents(n, labels, generator).to(self.device)
+            z = self.latents(n, labels, generator, temperature).to(self.device)
             labels = labels.to(self.device) if labels is not None else None
             return self.decode(net, z, labels).clamp_(-1, 1)
         finally:

@@ -103,10 +103,12 @@ class BetaVAE(GenerativeModel):
         eigenvalues, eigenvectors = torch.linalg.eigh((covariance + covariance.transpose(1, 2)) / 2)
         return mean, eigenvectors * eigenvalues.clamp_min(1e-6).sqrt()[:, None, :]
 
-    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    def latents(self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None,
+                temperature: float = 1.0) -> torch.Tensor:
         """With ``prior=aggregate`` (ex-post density estimation, Ghosh et al. 2020), each class's Gaussian fitted to
-        its training images' posterior draws instead of N(0, I), whose low-density regions the decoder never saw."""
-        z = super().latents(n, labels, generator)
+        its training images' posterior draws instead of N(0, I), whose low-density regions the decoder never saw;
+        ``temperature`` scales each class's spread around its mean."""
+        z = super().latents(n, labels, generator, temperature)
         if self.hparams.prior != "aggregate" or not bool((self.latent_count > 0).all()):
             return z  # nothing tracked yet (an untrained model): the standard prior
         groups = labels.cpu() if labels is not None else torch.zeros(n, dtype=torch.long)

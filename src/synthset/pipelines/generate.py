@@ -69,6 +69,7 @@ def build_spec(cfg: DictConfig, source: SourceCheckpoint) -> GenerationSpec:
         source_run_id=source.run_id, checkpoint_sha256=sha256_of(source.path), format=str(cfg.format),
         num_samples=cfg.num_samples, shard_size=cfg.shard_size, seed=cfg.seed, labels=labels_option(cfg.labels),
         drop_memorized=bool(filters.drop_memorized), label_agreement=filters.label_agreement, top_k=filters.get("top_k"),
+        temperature=cfg.get("temperature", 1.0),
         memorization={"enabled": bool(mem_cfg.enabled), "extractor": mem_cfg.extractor, "percentile": mem_cfg.percentile},
     )
     require(not spec.drop_memorized or mem_cfg.enabled, "filter.drop_memorized=true needs memorization.enabled=true.")
