@@ -99,12 +99,8 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # The same generator's latents drawn at 1.25 / 1.5 / 1.75 times each class's fitted spread (`temperature`): its draws vary
     # less within a class than the real images (pixel std 0.77-0.84 of real), and narrower classes teach narrower ones.
     # The temperature is chosen on the fine-tuned classifiers' val accuracy; GAN-test and diversity show what it costs.
-    "fmnist_vae@0.01:t1.25:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"],
-                                       ["temperature=1.25", "card.fidelity=false"]),
-    "fmnist_vae@0.01:t1.5:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"],
-                                      ["temperature=1.5", "card.fidelity=false"]),
-    "fmnist_vae@0.01:t1.75:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"],
-                                       ["temperature=1.75", "card.fidelity=false"]),
+    **{f"fmnist_vae@0.01:t{t}:pretrain": ("fmnist_vae@0.01", ["utility.synthetic_use=pretrain"],
+                                          [f"temperature={t}", "card.fidelity=false"]) for t in ("1.25", "1.5", "1.75")},
     # CAS of the 1 % β-VAEs: the pretrain rows' first stage (the same cached classifiers), scored on its own; the first
     # synthetic-only row also trains the study's shared real-alone classifiers (all 58,800 images; cached for every row).
     "fmnist_vae@0.01:cas": ("fmnist_vae@0.01", ["utility.protocols=[synthetic]"], []),
