@@ -22,8 +22,10 @@ run: setup
 
 ## One single-threaded pytest worker per core (pytest-xdist): multi-threaded processes side by side would
 ## spin-wait on each other's OpenMP pools. TEST_WORKERS=0 runs the suite in one process.
+## A crashed worker is not replaced: with --dist loadgroup, xdist 3.8 then hangs or stops with an
+## INTERNALERROR (pytest-xdist#1189, #1323) instead of naming the test that crashed it.
 TEST_WORKERS ?= auto
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --max-worker-restart=0
 
 test: setup
 	$(PYTEST) -m "not slow" -q --durations=15
