@@ -51,7 +51,7 @@ GENERATORS: dict[str, list[str]] = {
     # so the temperature chosen on the first training is checked on a generator it was not chosen on.
     "fmnist_vae@0.01:seed1": ["experiment=fmnist_vae", "data.fraction=0.01", "trainer.max_steps=8000",
                               "eval.every_n_steps=1000", "seed=1"],
-    # A third training (model seed 2), again after the temperature was chosen: how often the recipe clears +2 points.
+    # One more training (model seed 2), also after the temperature was chosen: how often the recipe clears +2 points.
     "fmnist_vae@0.01:seed2": ["experiment=fmnist_vae", "data.fraction=0.01", "trainer.max_steps=8000",
                               "eval.every_n_steps=1000", "seed=2"],
     # The same, each training batch x-flipped at random (data.mirror): the 590 images seen both ways round.
