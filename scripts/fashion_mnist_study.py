@@ -40,6 +40,8 @@ EMA_0999 = "model.ema_decay=0.999"  # and those measured before it moved to 0.99
 GENERATORS: dict[str, list[str]] = {
     "fmnist_cgan": ["experiment=fmnist_cgan"],
     "fmnist_vae": ["experiment=fmnist_vae"],
+    # A second training of the GAN recipe from another model seed: does its test FID (29.5, one run) repeat?
+    "fmnist_cgan:seed1": ["experiment=fmnist_cgan", "seed=1"],
     "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000", FP32, EMA_0999],
     "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000", FP32, EMA_0999],
     # Twice the batches, scored on val every 1,000 generator steps instead of 3,000, so selection has 8 checkpoints.
@@ -113,6 +115,8 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # CAS of the 1 % β-VAEs: the pretrain rows' first stage (the same cached classifiers), scored on its own; the first
     # synthetic-only row also trains the study's shared real-alone classifiers (all 58,800 images; cached for every row).
     "fmnist_vae@0.01:cas": ("fmnist_vae@0.01", ["utility.protocols=[synthetic]"], []),
+    # FID, GAN-test and CAS of the GAN recipe's second training; nothing is chosen on it.
+    "fmnist_cgan:seed1:cas": ("fmnist_cgan:seed1", ["utility.protocols=[synthetic]"], []),
     "fmnist_vae@0.01:mirror:cas": ("fmnist_vae@0.01:mirror", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
