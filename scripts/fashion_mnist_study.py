@@ -40,7 +40,7 @@ EMA_0999 = "model.ema_decay=0.999"  # and those measured before it moved to 0.99
 GENERATORS: dict[str, list[str]] = {
     "fmnist_cgan": ["experiment=fmnist_cgan"],
     "fmnist_vae": ["experiment=fmnist_vae"],
-    # A second training of the GAN recipe from another model seed: does its test FID (29.5, one run) repeat?
+    # A second training of the GAN recipe from another model seed, to see whether the first one's test FID repeats.
     "fmnist_cgan:seed1": ["experiment=fmnist_cgan", "seed=1"],
     "fmnist_cgan@0.1": ["experiment=fmnist_cgan", "data.fraction=0.1", DIFFAUGMENT, "trainer.max_steps=12000", FP32, EMA_0999],
     "fmnist_cgan@0.01": ["experiment=fmnist_cgan", "data.fraction=0.01", DIFFAUGMENT, "trainer.max_steps=8000", FP32, EMA_0999],
@@ -64,6 +64,7 @@ GENERATORS: dict[str, list[str]] = {
     "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000", FP32, EMA_0999],
 }
 VAE_AGREE_05 = ["filter.label_agreement=0.5", "card.fidelity=false"]  # the β-VAE's filtered dataset, CAS only
+AT_CHOSEN_TEMPERATURE = ["temperature=1.5", "card.fidelity=false"]  # the 1 % β-VAE's draws at the temperature val chose
 # Rows that reuse another row's generator with another recipe: row -> (generator, utility overrides, generation
 # overrides). Generation overrides make a dataset of their own (e.g. a filtered one); without them the row reuses the
 # generator's dataset.
@@ -110,14 +111,13 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # The temperature val chose above (1.5) on the other seeds' trainings, and 1 beside it on seed 1: nothing chosen here.
     **{f"fmnist_vae@0.01:seed{seed}{suffix}:pretrain": (f"fmnist_vae@0.01:seed{seed}", ["utility.synthetic_use=pretrain"],
                                                         overrides)
-       for seed, suffix, overrides in ((1, ":t1.5", ["temperature=1.5", "card.fidelity=false"]), (1, "", []),
-                                       (2, ":t1.5", ["temperature=1.5", "card.fidelity=false"]))},
+       for seed, suffix, overrides in ((1, ":t1.5", AT_CHOSEN_TEMPERATURE), (1, "", []), (2, ":t1.5", AT_CHOSEN_TEMPERATURE))},
     # CAS of the 1 % β-VAEs: the pretrain rows' first stage (the same cached classifiers), scored on its own; the first
     # synthetic-only row also trains the study's shared real-alone classifiers (all 58,800 images; cached for every row).
     "fmnist_vae@0.01:cas": ("fmnist_vae@0.01", ["utility.protocols=[synthetic]"], []),
+    "fmnist_vae@0.01:mirror:cas": ("fmnist_vae@0.01:mirror", ["utility.protocols=[synthetic]"], []),
     # FID, GAN-test and CAS of the GAN recipe's second training; nothing is chosen on it.
     "fmnist_cgan:seed1:cas": ("fmnist_cgan:seed1", ["utility.protocols=[synthetic]"], []),
-    "fmnist_vae@0.01:mirror:cas": ("fmnist_vae@0.01:mirror", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.
