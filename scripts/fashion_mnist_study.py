@@ -125,6 +125,8 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_cgan:seed1:pretrain": ("fmnist_cgan:seed1", ["utility.synthetic_use=pretrain"], []),
     # The β-VAE recipe's third training, its draws through the filter val chose (p >= 0.5); nothing is chosen on it.
     "fmnist_vae:seed1:agree0.5": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
+    # Its unfiltered draws: FID, GAN-test and diversity beside the first two trainings' (and their CAS).
+    "fmnist_vae:seed1:cas": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.
