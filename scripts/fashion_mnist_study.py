@@ -121,7 +121,7 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_vae@0.01:mirror:cas": ("fmnist_vae@0.01:mirror", ["utility.protocols=[synthetic]"], []),
     # FID, GAN-test and CAS of the GAN recipe's second training; nothing is chosen on it.
     "fmnist_cgan:seed1:cas": ("fmnist_cgan:seed1", ["utility.protocols=[synthetic]"], []),
-    # Its CAS classifiers (the row above's, cached) fine-tuned on all real images: does the first training's +0.30 repeat?
+    # Its CAS classifiers (the row above's, cached) fine-tuned on all real images: does the EMA 0.999 recipe's +0.30 repeat?
     "fmnist_cgan:seed1:pretrain": ("fmnist_cgan:seed1", ["utility.synthetic_use=pretrain"], []),
     # The β-VAE recipe's third training, its draws through the filter val chose (p >= 0.5); nothing is chosen on it.
     "fmnist_vae:seed1:agree0.5": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
