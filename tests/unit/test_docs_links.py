@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -37,9 +38,9 @@ def test_the_slugs_follow_githubs_rule() -> None:
 
 
 def test_readme_sections_cited_by_configs_exist() -> None:
-    readme = REPO / "README.md"
+    readme = (REPO / "README.md").read_text()
     cited = {(config.name, title) for config in (REPO / "conf").rglob("*.yaml")
              for title in re.findall(r'README "([^"]+)"', config.read_text())}
     assert cited, "no config cites a README section: this test has nothing to check"
-    missing = [(name, title) for name, title in cited if title not in readme.read_text()]
+    missing = [(name, title) for name, title in cited if title not in readme]
     assert not missing, f"configs cite README sections that are not there: {missing}"
