@@ -43,7 +43,7 @@ GENERATORS: dict[str, list[str]] = {
     "fmnist_vae": ["experiment=fmnist_vae"],
     # A second training of the GAN recipe from another model seed, to see whether the first one's test FID repeats.
     "fmnist_cgan:seed1": ["experiment=fmnist_cgan", "seed=1"],
-    # A third, from model seed 2: its two trainings gave test FID 29.49 and 31.97 either side of the target of 30.
+    # A third, from model seed 2: the first two gave test FID 29.49 and 31.97, either side of the target of 30.
     "fmnist_cgan:seed2": ["experiment=fmnist_cgan", "seed=2"],
     # And of the β-VAE recipe: does its filtered CAS (84.44 % and 85.61 % in two trainings) repeat?
     "fmnist_vae:seed1": ["experiment=fmnist_vae", "seed=1"],
