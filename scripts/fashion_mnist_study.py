@@ -128,6 +128,9 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # The recipe's third training: FID, GAN-test and CAS, then the pretraining of the two above; nothing is chosen on it.
     "fmnist_cgan:seed2:cas": ("fmnist_cgan:seed2", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan:seed2:pretrain": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain"], []),
+    # The same draws with the classifier recipe as it now stands (no plateau stop): real alone, CAS and pretraining again.
+    "fmnist_cgan:seed2:pretrain:full_budget": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain", "utility.patience=0"],
+                                               []),
     # The β-VAE recipe's third training, its draws through the filter val chose (p >= 0.5); nothing is chosen on it.
     "fmnist_vae:seed1:agree0.5": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
     # Its unfiltered draws: FID, GAN-test and diversity beside the first two trainings' (and their CAS).
@@ -246,6 +249,11 @@ def dataset(name: str, run_id: str, root: Path, row_overrides: list[str]) -> Pat
     return generate(compose("generate", generation_overrides(name, run_id, out, row_overrides), root))
 
 
+# The classifier recipe every row was measured with: a stop after 3 val scores without a gain. The product's default
+# now runs the whole budget (chosen on val); rows measured that way say so with `utility.patience=0`.
+PLATEAU_STOP = ["utility.patience=3"]
+
+
 def utility_overrides(name: str, out: Path, fraction: float | None, seeds: int, row_overrides: list[str]) -> list[str]:
     """The study's utility settings; a row's own overrides come last, so its ``utility.protocols`` replaces the default."""
     if is_ablation(name):
@@ -254,7 +262,8 @@ def utility_overrides(name: str, out: Path, fraction: float | None, seeds: int, 
         protocols = ["synthetic", "real+synthetic"] if fraction is None else [f"real@{fraction:g}+synthetic"]
     fractions = f"[{fraction:g}]" if fraction is not None else "[1.0]"
     return ["task=utility", f"dataset={out}", "tracking.experiment=study", f"utility.seeds={seeds}",
-            f"utility.real_fractions={fractions}", f"utility.protocols=[{','.join(protocols)}]", *row_overrides]
+            f"utility.real_fractions={fractions}", f"utility.protocols=[{','.join(protocols)}]", *PLATEAU_STOP,
+            *row_overrides]
 
 
 def utility_rows(name: str, out: Path, fraction: float | None, seeds: int, root: Path,

@@ -37,6 +37,18 @@ def test_evaluate_reports_on_test_into_the_same_run_with_its_protocol(session_ru
     assert protocol.startswith("digits/test: 20 generated vs 40 real, 16 px, effnet-lite0") and "best.ckpt" in protocol
 
 
+def test_a_lower_temperature_narrows_the_draws_and_logs_beside_the_prior_under_its_protocol(session_runs) -> None:
+    root, run_id = session_runs.root, session_runs.run_ids["dcgan"]
+    common = [f"run_id={run_id}", "checkpoint=best", "eval.num_samples=200", "eval.fidelity=false", *QUIET]
+    prior = evaluate(compose_config("evaluate", common, root))
+    cool = evaluate(compose_config("evaluate", [*common, "eval.temperature=0.25"], root))
+    assert cool["pixel_std_ratio"] < prior["pixel_std_ratio"]  # latents nearer the mean: less spread within a class
+    logged = MlflowClient(tracking_uri_for(root)).get_run(run_id)
+    assert logged.data.metrics["eval_best/test_t0.25/pixel_std_ratio"] == pytest.approx(cool["pixel_std_ratio"])
+    assert "latents at temperature 0.25" in logged.data.tags["eval_best.test_t0.25.protocol"]
+    assert "temperature" not in logged.data.tags["eval_best.test.protocol"]
+
+
 def test_evaluate_cli_prints_a_flagged_table_and_names_unknown_runs(session_runs) -> None:
     root, run_id = session_runs.root, session_runs.run_ids["vae"]
     ok = run_entry("evaluate.py", f"run_id={run_id}", "eval.num_samples=20", "eval.reference_samples=40", *QUIET,

@@ -1,4 +1,6 @@
-"""The reference classifier stops at the first perfect val score: nothing later could replace the kept weights."""
+"""When the reference classifier stops: at the first perfect val score, at a plateau, or at the end of its budget."""
+
+from dataclasses import replace
 
 import torch
 
@@ -15,3 +17,17 @@ def test_training_stops_at_the_first_perfect_val_score_and_keeps_those_weights()
     assert len(model.val_scores) < recipe.max_steps // recipe.val_every  # it stopped before the budget ran out
     assert model.best_accuracy == 1.0
     assert (model.predict_labels(images) == labels).all()
+
+
+def test_patience_stops_at_a_plateau_and_zero_runs_the_whole_budget() -> None:
+    # Noise images with random labels: val accuracy wanders, so it soon fails to improve twice in a row.
+    labels = torch.arange(32) % 2
+    images = torch.randint(0, 255, (32, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    val = (images, labels[torch.randperm(32, generator=torch.Generator().manual_seed(1))])
+    plateau = ClassifierRecipe(max_steps=200, batch_size=8, val_every=10, patience=2, crop_padding=0)
+    stopped = fit_classifier(images, labels, 2, plateau, seed=0, val=val)
+    whole = fit_classifier(images, labels, 2, replace(plateau, patience=0), seed=0, val=val)
+    scores = stopped.val_scores
+    assert len(scores) < plateau.max_steps // plateau.val_every, scores
+    assert max(scores[-2:]) <= max(scores[:-2]) < 1.0  # the last two without a gain, and not a perfect score
+    assert len(whole.val_scores) == plateau.max_steps // plateau.val_every

@@ -185,7 +185,10 @@ def utility_lines(utility: dict[str, Any] | None, data: str) -> list[str]:
     if not utility:
         return [f"Not measured yet: `python evaluate.py task=utility dataset=<this folder>` trains the reference classifier "
                 f"on real, synthetic and mixed data and tests it on the real `{data}` test split."]
-    lines = [f"Reference classifier ({utility['steps']} Adam steps of batch {utility['batch_size']} per protocol) tested on "
+    patience = utility.get("patience", 3)  # cards written before the option: the plateau stop of 3
+    stop = f"stopped after {patience} val scores without a gain" if patience else "the whole budget"
+    lines = [f"Reference classifier ({utility['steps']} Adam steps of batch {utility['batch_size']} per protocol, {stop}, "
+             f"the weights best on val kept) tested on "
              f"{utility['test_images']} real `{data}` test images; mean ± std over {utility['seeds']} seed(s). "
              f"The generator was trained on {utility['generator_fraction']:.0%} of the real training split"
              + (f"; MLflow run `{utility['run_id']}`." if utility.get("run_id") else ".")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from synthset.errors import require
+from synthset.models.base import require_temperature
 
 FORMATS = ("imagefolder", "hf", "webdataset", "npz")
 
@@ -40,9 +41,7 @@ class GenerationSpec:
         require(self.top_k is None or (isinstance(self.top_k, float) and 0 < self.top_k <= 1),
                 f"filter.top_k={self.top_k} must be the share of draws to keep, in (0, 1], e.g. 0.5, or null.")
         require(isinstance(self.seed, int), f"seed={self.seed!r} must be an integer, e.g. seed=0.")
-        require(isinstance(self.temperature, int | float) and not isinstance(self.temperature, bool)
-                and 0 < self.temperature <= 10,
-                f"temperature={self.temperature!r} must be a number in (0, 10], e.g. temperature=1.0 (the prior as trained).")
+        require_temperature(self.temperature, "temperature")
 
     def to_dict(self) -> dict[str, Any]:
         """Without ``temperature`` at its default: datasets drawn before it existed keep their spec and its digest."""

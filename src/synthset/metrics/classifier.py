@@ -4,8 +4,8 @@ Used by generation's filters, by GAN-test and the diversity measures, and by eve
 (train on real / synthetic / both, test on real), always with the same recipe:
 - standard augmentation: pad-and-crop, plus horizontal flips where the source data allows them;
 - AdamW with a cosine schedule over at most ``max_steps`` steps, scored on the real ``val`` split
-  every ``val_every`` steps; training stops at a plateau (``patience`` scores without a gain) and
-  the best weights on val are kept. ``val`` is a selection split: no protocol is tested on it.
+  every ``val_every`` steps; training stops at a plateau (``patience`` scores without a gain; 0 runs the
+  whole budget) and the best weights on val are kept. ``val`` is a selection split: no protocol is tested on it.
 Trained once per (data fingerprint, recipe) and cached under ``outputs/cache/classifier``.
 """
 
@@ -36,7 +36,7 @@ class ClassifierRecipe:
     batch_size: int = 64
     lr: float = 2e-3
     val_every: int = 500
-    patience: int = 3
+    patience: int = 3  # val scores without a gain before training stops; 0 = never (the whole cosine budget)
     crop_padding: int = 2  # pixels of zero padding before the random crop (0: no crop)
     flip: bool = False     # horizontal flips: only for data whose classes are mirror-symmetric
 
@@ -163,21 +163,23 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                         batch_size=None)
     val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
                             batch_size=None)
-    stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience, check_on_train_epoch_end=False)
+    stop = [EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience, check_on_train_epoch_end=False)]
     skip_unloadable_nvml_check()
     trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,
-                         callbacks=[stop])
+                         callbacks=stop if recipe.patience else [])
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
     return model.eval()
 
 
-def recipe_for(datamodule: ImageDataModule, max_steps: int = 3000, batch_size: int = 64, augment: bool = True) -> ClassifierRecipe:
+def recipe_for(datamodule: ImageDataModule, max_steps: int = 3000, batch_size: int = 64, augment: bool = True,
+               patience: int = 3) -> ClassifierRecipe:
     """The recipe for one data set: flips only where its source says its classes are mirror-symmetric."""
     return ClassifierRecipe(max_steps=max_steps, batch_size=batch_size, val_every=min(500, max(50, max_steps // 6)),
+                            patience=patience,
                             crop_padding=max(1, datamodule.image_size // 16) if augment else 0,
                             flip=augment and datamodule.source.mirror_symmetric)
 

@@ -122,9 +122,14 @@ def evaluate_model(
     per_class: bool = False,
     classifier: ReferenceClassifier | None = None,
     max_reference: int | None = None,
+    temperature: float = 1.0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Sample ``num_samples`` images (balanced labels when conditional) and score them."""
+    """Sample ``num_samples`` images (balanced labels when conditional) at ``temperature`` and score them."""
     require(isinstance(num_samples, int) and num_samples >= 2,
             f"eval.num_samples={num_samples} is too small; use at least 2 (thousands for a stable FID).")
-    fake, labels = sample_uint8(model, num_samples, seed=seed, progress=bool(settings and settings.progress))
-    return score_images(fake, labels, datamodule, split, settings, per_class, classifier, max_reference)
+    fake, labels = sample_uint8(model, num_samples, seed=seed, progress=bool(settings and settings.progress),
+                                temperature=temperature)
+    metrics, protocol = score_images(fake, labels, datamodule, split, settings, per_class, classifier, max_reference)
+    if temperature != 1.0:  # only then, so records of the prior as trained keep their form
+        protocol["temperature"] = temperature
+    return metrics, protocol

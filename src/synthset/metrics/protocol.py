@@ -32,6 +32,8 @@ def protocol_text(record: dict[str, Any]) -> str:
         parts.append(str(record["extractor"]))
     if record.get("classifier"):
         parts.append(f"classifier {record['classifier']}")
+    if record.get("temperature", 1.0) != 1.0:
+        parts.append(f"latents at temperature {record['temperature']}")
     domain = (record.get("n_generated_domain"), record.get("n_reference_domain", record["n_reference"]))
     if domain[0] and domain != (record["n_generated"], record["n_reference"]):
         parts.append(f"GAN-test and diversity on {domain[0]} generated vs {domain[1]} real")

@@ -35,6 +35,12 @@ def warmup_ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
     return update
 
 
+def require_temperature(value: object, key: str) -> None:
+    """A sampling temperature is a number in (0, 10]: the latents' spread relative to the prior's."""
+    require(isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 10,
+            f"{key}={value!r} must be a number in (0, 10], e.g. {key}=1.0 (the prior as trained).")
+
+
 class GenerativeModel(pl.LightningModule):
     """Base of every model: image shape, ``num_classes`` (0 = unconditional) and ``sample``.
 

@@ -57,6 +57,8 @@ def validate(cfg: DictConfig) -> Path:
         value = ucfg[key]
         require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                 f"utility.{key}={value} must be a positive integer such as {example}.")
+    require(isinstance(ucfg.patience, int) and not isinstance(ucfg.patience, bool) and ucfg.patience >= 0,
+            f"utility.patience={ucfg.patience} must be a whole number of val scores such as 3, or 0 (the whole budget).")
     require(ucfg.synthetic_weight is None or (isinstance(ucfg.synthetic_weight, float) and 0 < ucfg.synthetic_weight < 1),
             f"utility.synthetic_weight={ucfg.synthetic_weight} must be in (0, 1) or null (mix by dataset size).")
     use = ucfg.synthetic_use
@@ -174,13 +176,13 @@ def utility(cfg: DictConfig) -> dict[str, float]:
     datamodule = source_datamodule(out, card)
     check_matches_source(out, card, synthetic_images, synthetic_labels, datamodule)
     trainer = ProtocolTrainer.for_datamodule(datamodule, ucfg.steps, ucfg.batch_size, Path(cfg.paths.cache_dir) / "utility",
-                                             augment=ucfg.get("augment", True))
+                                             augment=ucfg.get("augment", True), patience=ucfg.patience)
     sets = training_sets(protocols, datamodule, (synthetic_images, synthetic_labels), digest, ucfg)
     results = run_protocols(cfg, protocols, sets, trainer)
     histogram = None
     if synthetic_labels is None:
         histogram = class_histogram(trainer.classifier(sets["real"], 0), synthetic_images, datamodule.class_names)
-    settings = {"steps": ucfg.steps, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
+    settings = {"steps": ucfg.steps, "patience": ucfg.patience, "batch_size": ucfg.batch_size, "seeds": ucfg.seeds,
                 "synthetic_weight": ucfg.synthetic_weight, "synthetic_use": ucfg.synthetic_use, "finetune_lr": ucfg.finetune_lr,
                 "augment": trainer.augment_name,
                 "extra_datasets": [{"dataset": str(folder), "spec_digest": c["spec_digest"]} for folder, c in extras]}

@@ -121,9 +121,9 @@ class ProtocolTrainer:
 
     @classmethod
     def for_datamodule(cls, datamodule: ImageDataModule, steps: int, batch_size: int, cache_dir: Path,
-                       augment: bool = True) -> "ProtocolTrainer":
-        """Tests on the real test split; stops on the real val split (selection), never the other way round."""
-        recipe = recipe_for(datamodule, steps, batch_size, augment)
+                       augment: bool = True, patience: int = 3) -> "ProtocolTrainer":
+        """Tests on the real test split; selects (and may stop) on the real val split, never the other way round."""
+        recipe = recipe_for(datamodule, steps, batch_size, augment, patience)
         val = datamodule.split("val")
         return cls(datamodule.split("test"), val if len(val[0]) else datamodule.split("train"), datamodule.num_classes,
                    recipe, cache_dir)
