@@ -45,6 +45,7 @@ def test_whole_utility_run_logs_every_protocol_and_labels_leakage(dataset) -> No
     readme = (out / "README.md").read_text()
     assert "| real@0.1+synthetic (**leaky**) |" in readme and "Not measured yet" not in readme
     assert "batches were drawn from both sets in proportion to their sizes" in readme  # utility.synthetic_use=mix
+    assert card["patience"] == 0 and "per protocol, the whole budget, the weights best on val kept" in readme
 
     client = MlflowClient(tracking_uri_for(root))
     parent = client.get_run(card["run_id"])
@@ -127,13 +128,15 @@ def test_unlabeled_dataset_gets_the_class_histogram_instead_of_cas(root: Path) -
 
 @pytest.mark.slow
 def test_reference_classifier_reaches_92_percent_on_fashion_mnist(tmp_path: Path) -> None:
-    """The `real` protocol with the default recipe (augmentation, plateau on val) on the Debian Fashion-MNIST files."""
+    """The `real` protocol with the default recipe (augmentation, the whole budget, best weights on val) on the Debian
+    Fashion-MNIST files."""
     from synthset.data import FashionMNISTSource, ImageDataModule
     from synthset.utility.protocols import Protocol
     from synthset.utility.scoring import ProtocolTrainer, TrainingSet
 
     dm = ImageDataModule(FashionMNISTSource(), "fashion_mnist", image_size=32, val_fraction=0.02)
     cfg = compose_config("evaluate", ["task=utility"], tmp_path)
-    trainer = ProtocolTrainer.for_datamodule(dm, cfg.utility.steps, cfg.utility.batch_size, tmp_path)
+    trainer = ProtocolTrainer.for_datamodule(dm, cfg.utility.steps, cfg.utility.batch_size, tmp_path,
+                                             patience=cfg.utility.patience)
     result = trainer.run(Protocol(1.0, synthetic=False), TrainingSet(*dm.split("train")), seeds=[0])
     assert result.mean >= 0.92
