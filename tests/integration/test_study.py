@@ -58,6 +58,15 @@ def test_a_row_s_utility_protocols_replace_the_study_defaults(root: Path, row: s
     assert (cfg.utility.seeds, list(cfg.utility.protocols)) == expected
 
 
+def test_rows_keep_the_plateau_stop_they_were_measured_with_unless_they_name_the_whole_budget(root: Path) -> None:
+    study = load_study()
+    settings = {row: study.compose("evaluate", study.utility_overrides(row, root / "data", None, 3,
+                                                                       study.row_plan(row)[1]), root).utility
+                for row in ("fmnist_cgan:seed2:pretrain", "fmnist_cgan:seed2:pretrain:full_budget")}
+    assert [s.patience for s in settings.values()] == [3, 0]  # the product's default is 0; the study's rows pin 3
+    assert all(s.synthetic_use == "pretrain" for s in settings.values())
+
+
 def test_the_table_shows_every_protocol_a_row_measured_whatever_its_fraction() -> None:
     study = load_study()
     quality = {"fid": 95.8, "gan_test": 0.908, "pixel_std_ratio": 0.77, "class_recall": 0.64}
