@@ -121,7 +121,7 @@ class ProtocolTrainer:
 
     @classmethod
     def for_datamodule(cls, datamodule: ImageDataModule, steps: int, batch_size: int, cache_dir: Path,
-                       augment: bool = True, patience: int = 0) -> "ProtocolTrainer":
+                       augment: bool = True, *, patience: int) -> "ProtocolTrainer":
         """Tests on the real test split; selects (and may stop) on the real val split, never the other way round."""
         recipe = recipe_for(datamodule, steps, batch_size, augment, patience)
         val = datamodule.split("val")
