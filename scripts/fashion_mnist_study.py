@@ -117,10 +117,11 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     **{f"fmnist_vae@0.01:seed{seed}{suffix}:pretrain": (f"fmnist_vae@0.01:seed{seed}", ["utility.synthetic_use=pretrain"],
                                                         overrides)
        for seed, suffix, overrides in ((1, ":t1.5", AT_CHOSEN_TEMPERATURE), (1, "", []), (2, ":t1.5", AT_CHOSEN_TEMPERATURE))},
-    # The last of them with the classifier recipe as it now stands (no plateau stop): real@0.01 alone and pretraining again.
-    "fmnist_vae@0.01:seed2:t1.5:pretrain:full_budget": ("fmnist_vae@0.01:seed2",
-                                                        ["utility.synthetic_use=pretrain", "utility.patience=0"],
-                                                        AT_CHOSEN_TEMPERATURE),
+    # The three trainings' draws at 1.5 again with the classifier recipe as it now stands (no plateau stop): real@0.01
+    # alone and pretraining.
+    **{f"{generator}:t1.5:pretrain:full_budget": (generator, ["utility.synthetic_use=pretrain", "utility.patience=0"],
+                                                   AT_CHOSEN_TEMPERATURE)
+       for generator in ("fmnist_vae@0.01", "fmnist_vae@0.01:seed1", "fmnist_vae@0.01:seed2")},
     # CAS of the 1 % β-VAEs: the pretrain rows' first stage (the same cached classifiers), scored on its own; the first
     # synthetic-only row also trains the study's shared real-alone classifiers (all 58,800 images; cached for every row).
     "fmnist_vae@0.01:cas": ("fmnist_vae@0.01", ["utility.protocols=[synthetic]"], []),
