@@ -138,6 +138,9 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
                                                []),
     # The β-VAE recipe's third training, its draws through the filter val chose (p >= 0.5); nothing is chosen on it.
     "fmnist_vae:seed1:agree0.5": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
+    # The same filtered draws' CAS with the classifier recipe as it now stands (no plateau stop).
+    "fmnist_vae:seed1:agree0.5:full_budget": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]", "utility.patience=0"],
+                                              VAE_AGREE_05),
     # Its unfiltered draws: FID, GAN-test and diversity beside the first two trainings' (and their CAS).
     "fmnist_vae:seed1:cas": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
