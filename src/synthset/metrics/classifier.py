@@ -163,12 +163,14 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                         batch_size=None)
     val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
                             batch_size=None)
-    stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience, check_on_train_epoch_end=False)
+    # patience 0 runs the whole cosine budget; the weights best on val are kept either way (below)
+    plateau_stop = ([EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience,
+                                   check_on_train_epoch_end=False)] if recipe.patience else [])
     skip_unloadable_nvml_check()
     trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,
-                         callbacks=[stop] if recipe.patience else [])
+                         callbacks=plateau_stop)
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
