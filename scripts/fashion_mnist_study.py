@@ -136,7 +136,8 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # The same draws with the classifier recipe as it now stands (no plateau stop): real alone, CAS and pretraining again.
     "fmnist_cgan:seed2:pretrain:full_budget": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain", "utility.patience=0"],
                                                []),
-    # The β-VAE recipe's first key, its filtered CAS with the whole budget; then its unfiltered draws (FID, GAN-test).
+    # The β-VAE recipe's own key (trained a fourth time for these rows: it did not repeat the earlier trainings under it),
+    # its filtered CAS with the whole budget; then its unfiltered draws (FID, GAN-test) and their CAS.
     "fmnist_vae:agree0.5:full_budget": ("fmnist_vae", ["utility.protocols=[synthetic]", "utility.patience=0"],
                                         VAE_AGREE_05),
     "fmnist_vae:cas:full_budget": ("fmnist_vae", ["utility.protocols=[synthetic]", "utility.patience=0"], []),
