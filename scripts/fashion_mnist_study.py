@@ -70,6 +70,8 @@ GENERATORS: dict[str, list[str]] = {
 }
 VAE_AGREE_05 = ["filter.label_agreement=0.5", "card.fidelity=false"]  # the β-VAE's filtered dataset, CAS only
 AT_CHOSEN_TEMPERATURE = ["temperature=1.5", "card.fidelity=false"]  # the 1 % β-VAE's draws at the temperature val chose
+WHOLE_BUDGET = "utility.patience=0"  # the classifier recipe as it now stands (rows named :full_budget)
+CAS_WHOLE_BUDGET = ["utility.protocols=[synthetic]", WHOLE_BUDGET]
 # Rows that reuse another row's generator with another recipe: row -> (generator, utility overrides, generation
 # overrides). Generation overrides make a dataset of their own (e.g. a filtered one); without them the row reuses the
 # generator's dataset.
@@ -119,7 +121,7 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
        for seed, suffix, overrides in ((1, ":t1.5", AT_CHOSEN_TEMPERATURE), (1, "", []), (2, ":t1.5", AT_CHOSEN_TEMPERATURE))},
     # The three trainings' draws at 1.5 again with the classifier recipe as it now stands (no plateau stop): real@0.01
     # alone and pretraining.
-    **{f"{generator}:t1.5:pretrain:full_budget": (generator, ["utility.synthetic_use=pretrain", "utility.patience=0"],
+    **{f"{generator}:t1.5:pretrain:full_budget": (generator, ["utility.synthetic_use=pretrain", WHOLE_BUDGET],
                                                    AT_CHOSEN_TEMPERATURE)
        for generator in ("fmnist_vae@0.01", "fmnist_vae@0.01:seed1", "fmnist_vae@0.01:seed2")},
     # CAS of the 1 % β-VAEs: the pretrain rows' first stage (the same cached classifiers), scored on its own; the first
@@ -134,18 +136,15 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_cgan:seed2:cas": ("fmnist_cgan:seed2", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan:seed2:pretrain": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain"], []),
     # The same draws with the classifier recipe as it now stands (no plateau stop): real alone, CAS and pretraining again.
-    "fmnist_cgan:seed2:pretrain:full_budget": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain", "utility.patience=0"],
-                                               []),
+    "fmnist_cgan:seed2:pretrain:full_budget": ("fmnist_cgan:seed2", ["utility.synthetic_use=pretrain", WHOLE_BUDGET], []),
     # The β-VAE recipe's own key (trained a fourth time for these rows: it did not repeat the earlier trainings under it),
     # its filtered CAS with the whole budget; then its unfiltered draws (FID, GAN-test) and their CAS.
-    "fmnist_vae:agree0.5:full_budget": ("fmnist_vae", ["utility.protocols=[synthetic]", "utility.patience=0"],
-                                        VAE_AGREE_05),
-    "fmnist_vae:cas:full_budget": ("fmnist_vae", ["utility.protocols=[synthetic]", "utility.patience=0"], []),
+    "fmnist_vae:agree0.5:full_budget": ("fmnist_vae", CAS_WHOLE_BUDGET, VAE_AGREE_05),
+    "fmnist_vae:cas:full_budget": ("fmnist_vae", CAS_WHOLE_BUDGET, []),
     # The β-VAE recipe's third training, its draws through the filter val chose (p >= 0.5); nothing is chosen on it.
     "fmnist_vae:seed1:agree0.5": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], VAE_AGREE_05),
     # The same filtered draws' CAS with the classifier recipe as it now stands (no plateau stop).
-    "fmnist_vae:seed1:agree0.5:full_budget": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]", "utility.patience=0"],
-                                              VAE_AGREE_05),
+    "fmnist_vae:seed1:agree0.5:full_budget": ("fmnist_vae:seed1", CAS_WHOLE_BUDGET, VAE_AGREE_05),
     # Its unfiltered draws: FID, GAN-test and diversity beside the first two trainings' (and their CAS).
     "fmnist_vae:seed1:cas": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], []),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
