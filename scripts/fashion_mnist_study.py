@@ -69,6 +69,7 @@ GENERATORS: dict[str, list[str]] = {
     "ablation:+ema": ["experiment=fmnist_cgan", "trainer.max_steps=6000", FP32, EMA_0999],
 }
 VAE_AGREE_05 = ["filter.label_agreement=0.5", "card.fidelity=false"]  # the β-VAE's filtered dataset, CAS only
+GAN_AGREE_05 = ["filter.label_agreement=0.5"]  # the GAN's filtered dataset; its card scores FID before and after
 AT_CHOSEN_TEMPERATURE = ["temperature=1.5", "card.fidelity=false"]  # the 1 % β-VAE's draws at the temperature val chose
 WHOLE_BUDGET = "utility.patience=0"  # the classifier recipe as it now stands (rows named :full_budget)
 CAS_WHOLE_BUDGET = ["utility.protocols=[synthetic]", WHOLE_BUDGET]
@@ -147,6 +148,12 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_vae:seed1:agree0.5:full_budget": ("fmnist_vae:seed1", CAS_WHOLE_BUDGET, VAE_AGREE_05),
     # Its unfiltered draws: FID, GAN-test and diversity beside the first two trainings' (and their CAS).
     "fmnist_vae:seed1:cas": ("fmnist_vae:seed1", ["utility.protocols=[synthetic]"], []),
+    # The GAN recipe's draws through the label-agreement filter (p >= 0.5), chosen on the second training's val FID
+    # (`card.reference_split=val`): FID, GAN-test and CAS of the filtered datasets, the unfiltered draws' FID beside.
+    "fmnist_cgan:seed1:agree0.5:full_budget": ("fmnist_cgan:seed1", CAS_WHOLE_BUDGET, GAN_AGREE_05),
+    "fmnist_cgan:seed2:agree0.5:full_budget": ("fmnist_cgan:seed2", CAS_WHOLE_BUDGET, GAN_AGREE_05),
+    # The same for the recipe's own key, trained again for it (its first training's checkpoints are on another VM).
+    "fmnist_cgan:agree0.5:full_budget": ("fmnist_cgan", CAS_WHOLE_BUDGET, GAN_AGREE_05),
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.
@@ -309,6 +316,7 @@ def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
     quality = card["quality"]
     return {"name": name, "run_id": run_id, "dataset": str(out), "fraction": fraction,
             "quality": quality["metrics"], "protocol": quality["protocol"],
+            "quality_before_filtering": quality.get("metrics_before_filtering"),
             "utility": utility_rows(name, out, None if fraction == 1.0 else fraction, seeds, root, utility_overrides),
             "utility_overrides": utility_overrides,
             "training_minutes": training_minutes(run_id, root)}

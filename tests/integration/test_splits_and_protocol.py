@@ -161,3 +161,20 @@ def test_labels_map_in_hydra_grammar_with_empty_classes_writes_the_card(session_
     assert card["class_counts"]["0"] == 20 and card["class_counts"]["1"] == 10 and card["class_counts"]["9"] == 0
     grid = Image.open(out / "grid.png")
     assert grid.size[1] >= 10 * 64  # one row per class, empty classes blank, images upscaled to 64 px
+
+
+def test_a_card_scored_on_val_says_so_and_an_unknown_split_is_refused(session_runs, tmp_path: Path) -> None:
+    run_id = f"run_id={session_runs.run_ids['dcgan']}"
+    common = ["num_samples=20", "progress=false", "card.eval_samples=20", "card.reference_samples=40",
+              "card.fidelity=false", "memorization.enabled=false"]
+    chosen = run_entry("generate.py", run_id, f"out={tmp_path / 'val'}", "card.reference_split=val", *common,
+                       root=session_runs.root)
+    assert chosen.returncode == 0, chosen.stderr[-3000:]
+    card = json.loads((tmp_path / "val" / "synthset.json").read_text())
+    assert card["quality"]["reference_split"] == card["quality"]["protocol"]["split"] == "val"
+    assert "real **val** images, scored to choose a generation setting" in (tmp_path / "val" / "README.md").read_text()
+    assert "val-split quality: GAN-test" in chosen.stdout
+    refused = run_entry("generate.py", run_id, f"out={tmp_path / 'train'}", "card.reference_split=train", *common,
+                        root=session_runs.root)
+    assert refused.returncode == 2 and "card.reference_split=train is unknown" in refused.stderr
+    assert not (tmp_path / "train").exists()

@@ -128,8 +128,12 @@ def quality_lines(info: dict[str, Any]) -> list[str]:
     q = info["quality"]
     if not q:
         return ["Not measured (`card.eval_samples=0`)."]
-    return [f"This dataset against real **test** images, which no model in the chain trained on or was selected on "
-            f"({protocol_text(q['protocol'])}):", "", *quality_table(q)]
+    if q.get("reference_split", "test") == "val":  # cards written before the option scored on test
+        lead = ("This dataset against real **val** images, scored to choose a generation setting before test is read; "
+                "not a reported result")
+    else:
+        lead = "This dataset against real **test** images, which no model in the chain trained on or was selected on"
+    return [f"{lead} ({protocol_text(q['protocol'])}):", "", *quality_table(q)]
 
 
 def memorization_lines(info: dict[str, Any]) -> list[str]:

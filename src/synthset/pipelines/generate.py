@@ -2,7 +2,8 @@
 
 The model comes from a run (``run_id``) or a checkpoint file (``ckpt``), read as data. Selection
 numbers (the gate) are the checkpoint's own evaluation on ``val``; the card's quality is measured on
-``test``, which no model in the chain trained on or was selected on.
+``test``, which no model in the chain trained on or was selected on (``card.reference_split=val`` scores a
+generation setting, such as a filter, for a choice made before test is read).
 """
 
 import hashlib
@@ -39,6 +40,8 @@ from synthset.metrics.fidelity import MetricSettings
 from synthset.metrics.protocol import protocol_text
 from synthset.pipelines.generation_run import finish_generation_run, start_generation_run
 from synthset.tracking.checkpoints import SourceCheckpoint, open_source_checkpoint
+
+CARD_SPLITS = ("test", "val")
 
 
 def sha256_of(path: Path) -> str:
@@ -151,8 +154,17 @@ def _generate_process(config: dict, results) -> None:
         results.put(str(out))
 
 
+def card_split(cfg: DictConfig) -> str:
+    """The real split the card scores against: test to report, val to choose generation settings on."""
+    split = cfg.card.get("reference_split", "test")
+    require(split in CARD_SPLITS, f"card.reference_split={split} is unknown; expected test (reporting) or val "
+            "(choosing a filter or temperature before test is read).")
+    return split
+
+
 def generate_as(cfg: DictConfig, ranks: Ranks) -> Path:
     """One process's part of ``generate``: every rank writes its shards, rank 0 the rest."""
+    card_split(cfg)
     source = open_source_checkpoint(cfg)
     gate_fid = check_gate(source, cfg.gate.max_fid)
     spec = build_spec(cfg, source)
@@ -209,7 +221,7 @@ def reference_cap(cfg: DictConfig, eval_samples: int) -> int:
 
 def card_quality(cfg: DictConfig, generation: ShardedGeneration, first, datamodule: ImageDataModule,
                  classifier, spec: GenerationSpec) -> dict[str, Any]:
-    """The written images' metrics on the test split (and the unfiltered draw's, when filters changed it).
+    """The written images' metrics on ``card.reference_split`` (and the unfiltered draw's, when filters changed it).
 
     GAN-test and diversity use ``card.eval_samples`` images; TF-Inception scores the first ``card.fid_samples``.
     """
@@ -218,14 +230,15 @@ def card_quality(cfg: DictConfig, generation: ShardedGeneration, first, datamodu
     n = min(cfg.card.eval_samples, len(first.images))
     n_fid = min(cfg.card.get("fid_samples") or n, n)
     settings = MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True)) if cfg.card.fidelity else None
+    split = card_split(cfg)
 
     def score(shard) -> tuple[dict[str, float], dict[str, Any]]:
         labels = shard.labels[:n] if shard.labels is not None else None
         # Coverage and recall depend on how many real images they meet: the same cap as FID's, seeded.
-        metrics, protocol = score_images(shard.images[:n], labels, datamodule, "test", None, classifier=classifier,
+        metrics, protocol = score_images(shard.images[:n], labels, datamodule, split, None, classifier=classifier,
                                          max_reference=reference_cap(cfg, n))
         if settings is not None:
-            fid_metrics, fid_protocol = score_images(shard.images[:n_fid], None, datamodule, "test", settings,
+            fid_metrics, fid_protocol = score_images(shard.images[:n_fid], None, datamodule, split, settings,
                                                      max_reference=reference_cap(cfg, n_fid))
             metrics |= fid_metrics
             protocol = {**fid_protocol, "classifier": protocol["classifier"], "n_generated_domain": n,
@@ -233,7 +246,7 @@ def card_quality(cfg: DictConfig, generation: ShardedGeneration, first, datamodu
         return metrics, protocol
 
     metrics, protocol = score(first)
-    quality = {"reference_split": "test", "num_samples": n, "metrics": metrics, "protocol": protocol}
+    quality = {"reference_split": split, "num_samples": n, "metrics": metrics, "protocol": protocol}
     if spec.label_agreement is not None or spec.top_k is not None or spec.drop_memorized:
         quality["metrics_before_filtering"] = score(generation.shard_images(0, filtered=False))[0]
     return quality
@@ -282,5 +295,5 @@ def print_summary(out: Path, spec: GenerationSpec, info: dict[str, Any]) -> None
         lead.append(f"FID {metrics['fid']:.1f} ({protocol_text(quality['protocol'])}"
                     + (", small-sample)" if min(quality["protocol"]["n_generated"], quality["protocol"]["n_reference"]) < 2000 else ")"))
     print(f"dataset: {out}  ({spec.num_samples} images, format {spec.format})")
-    print(f"card: {out / 'README.md'}  test-split quality: {', '.join(lead) or 'not measured'}"
+    print(f"card: {out / 'README.md'}  {quality.get('reference_split', 'test')}-split quality: {', '.join(lead) or 'not measured'}"
           + (f"; memorized-looking: {info['memorization']['flagged_fraction']:.2%}" if info["memorization"] else ""))
