@@ -174,6 +174,8 @@ def test_a_card_scored_on_val_says_so_and_an_unknown_split_is_refused(session_ru
     assert card["quality"]["reference_split"] == card["quality"]["protocol"]["split"] == "val"
     assert "real **val** images, scored to choose a generation setting" in (tmp_path / "val" / "README.md").read_text()
     assert "val-split quality: GAN-test" in chosen.stdout
+    logged = MlflowClient(tracking_uri_for(session_runs.root)).get_run(card["generation_run_id"]).data.metrics
+    assert "dataset/val/gan_test" in logged and not any(key.startswith("dataset/test/") for key in logged)
     refused = run_entry("generate.py", run_id, f"out={tmp_path / 'train'}", "card.reference_split=train", *common,
                         root=session_runs.root)
     assert refused.returncode == 2 and "card.reference_split=train is unknown" in refused.stderr

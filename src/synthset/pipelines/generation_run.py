@@ -29,7 +29,7 @@ def experiment_for(cfg: DictConfig, source: SourceCheckpoint) -> str:
 
 def start_generation_run(cfg: DictConfig, source: SourceCheckpoint, out: Path, spec: GenerationSpec,
                          info: dict[str, Any]) -> str:
-    """Params (the spec), the card's test-split metrics (``dataset/test/*``) and the dataset as an MLflow input."""
+    """Params (the spec), the card's metrics (``dataset/<split>/*``: test, or val) and the dataset as an MLflow input."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
@@ -47,7 +47,7 @@ def start_generation_run(cfg: DictConfig, source: SourceCheckpoint, out: Path, s
         client.log_param(run_id, key, str(value)[:500])
     client.log_param(run_id, "out", str(out))
     for key, value in quality.get("metrics", {}).items():
-        client.log_metric(run_id, f"dataset/test/{key}", value)
+        client.log_metric(run_id, f"dataset/{quality['reference_split']}/{key}", value)
     if info.get("memorization"):
         client.log_metric(run_id, "dataset/memorized_fraction", info["memorization"]["flagged_fraction"])
     dataset = MetaDataset(resolve_dataset_source(str(out)), name=out.name, digest=spec.digest())
