@@ -214,7 +214,7 @@ def memorization_info(memorization: MemorizationCheck | None, first, manifest: M
 
 
 def reference_cap(cfg: DictConfig, eval_samples: int) -> int:
-    """How many real test images the card scores against: ``card.reference_samples``, by default max(N, 2,000)."""
+    """How many real images (of ``card.reference_split``) the card scores against: ``card.reference_samples``, by default max(N, 2,000)."""
     chosen = cfg.card.get("reference_samples")
     return int(chosen) if chosen is not None else max(eval_samples, 2000)
 
