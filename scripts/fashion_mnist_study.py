@@ -70,6 +70,8 @@ GENERATORS: dict[str, list[str]] = {
 }
 VAE_AGREE_05 = ["filter.label_agreement=0.5", "card.fidelity=false"]  # the β-VAE's filtered dataset, CAS only
 GAN_AGREE_05 = ["filter.label_agreement=0.5"]  # the GAN's filtered dataset; its card scores FID before and after
+# The GAN's draws ranked by its own discriminator, the better half per class kept (chosen on the second training's val FID)
+GAN_D_TOP_HALF = ["filter.top_k=0.5", "filter.top_k_by=discriminator"]
 AT_CHOSEN_TEMPERATURE = ["temperature=1.5", "card.fidelity=false"]  # the 1 % β-VAE's draws at the temperature val chose
 WHOLE_BUDGET = "utility.patience=0"  # the classifier recipe as it now stands (rows named :full_budget)
 CAS_WHOLE_BUDGET = ["utility.protocols=[synthetic]", WHOLE_BUDGET]
@@ -154,6 +156,10 @@ UTILITY_VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "fmnist_cgan:seed2:agree0.5:full_budget": ("fmnist_cgan:seed2", CAS_WHOLE_BUDGET, GAN_AGREE_05),
     # The same for the recipe's own key, trained again for it (its first training's checkpoints are on another VM).
     "fmnist_cgan:agree0.5:full_budget": ("fmnist_cgan", CAS_WHOLE_BUDGET, GAN_AGREE_05),
+    # The same three trainings' draws, the half per class their own discriminator scores highest (D top-k 0.5), chosen
+    # on the second training's val FID over the label-agreement filter and GaFi's classifier top-k (which cost diversity).
+    **{f"fmnist_cgan{key}:dtop0.5:full_budget": (f"fmnist_cgan{key}", CAS_WHOLE_BUDGET, GAN_D_TOP_HALF)
+       for key in (":seed1", ":seed2", "")},
     "fmnist_cgan@0.01:16k:pretrain": ("fmnist_cgan@0.01:16k", ["utility.synthetic_use=pretrain"], []),
     # Four times the synthetic images to pretrain on (240,000): the same 8,000-step budget sees each one about twice
     # instead of eight times, so the classifier learns the generator's classes rather than its particular draws.
@@ -303,6 +309,15 @@ def row_plan(name: str) -> tuple[list[str], list[str], list[str]]:
     return [generator], utility_overrides, generation_overrides
 
 
+def write_datasets(name: str, root: Path) -> None:
+    """A row's datasets and cards (FID, GAN-test, diversity) without its classifiers: a row's slow half, run later."""
+    generators, _, generation_overrides = row_plan(name)
+    for generator in generators:
+        out = dataset(dataset_name(generator, generation_overrides), generator_run(generator, root), root, generation_overrides)
+        metrics = json.loads((out / "synthset.json").read_text())["quality"].get("metrics", {})
+        print(f"[study] {name}: dataset {out.name}; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+
+
 def recipe_row(name: str, seeds: int, root: Path) -> dict[str, Any]:
     generators, utility_overrides, generation_overrides = row_plan(name)
     run_ids = [generator_run(generator, root) for generator in generators]
@@ -419,11 +434,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="recipe names (default: all, then the real floor)")
     parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per protocol (mean ± std)")
     parser.add_argument("--table", action="store_true", help="only print the table of the cached rows")
+    parser.add_argument("--datasets-only", action="store_true",
+                        help="write the rows' datasets and cards (FID, GAN-test, diversity), not their classifiers")
     args = parser.parse_args()
     from synthset.cli import quiet_third_party_logs
 
     quiet_third_party_logs()
     names = args.only or [*GENERATORS, *UTILITY_VARIANTS, *ENSEMBLES, "real-vs-real"]
+    if args.datasets_only:
+        for name in names:
+            if name != "real-vs-real":
+                write_datasets(name, args.root)
+        return
     rows: dict[str, dict] = {}
     for name in names:
         path = row_path(name, args.root)

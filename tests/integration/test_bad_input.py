@@ -59,6 +59,7 @@ GENERATE_CASES = [
     (["memorization.extractor=sift"], "memorization.extractor=sift is unknown"),
     (["filter.label_agreement=1.5"], "filter.label_agreement=1.5 must be a probability"),
     (["filter.top_k=2.0"], "filter.top_k=2.0 must be the share of draws to keep"),
+    (["filter.top_k=0.5", "filter.top_k_by=inception"], "filter.top_k_by=inception is unknown; expected classifier or discriminator"),
     (["gate.max_fid=1.0"], "gate.max_fid=1.0 needs the FID of exactly these weights"),
     (["format=WEBDATASET"], "format=WEBDATASET is unknown"),
     (["num_sample=20"], "num_sample=20 names no setting (did you mean num_samples?)"),
@@ -135,6 +136,16 @@ def test_generate_refuses_bad_input(session_runs, tmp_path: Path, args: list[str
                        " ".join(args) else "seed=0", root=session_runs.root)
     assert_refused(result, fragment)
     assert files_under(session_runs.root) == before and not (tmp_path / "never").exists()
+
+
+def test_a_checkpoint_file_with_an_unusable_store_is_refused_before_anything_is_written(session_runs,
+                                                                                      tmp_path: Path) -> None:
+    """``ckpt=`` needs no run, but its generation run still goes to the store: check the store first."""
+    folder_store = tmp_path / "mlruns"  # a plain folder: MLflow 3 refuses file stores
+    result = run_entry("generate.py", f"ckpt={session_runs.checkpoints['dcgan']}", f"tracking.uri={folder_store}",
+                       "num_samples=20", "card.eval_samples=0", f"out={tmp_path / 'never'}", root=session_runs.root)
+    assert_refused(result, f"MLflow tracking URI '{folder_store}' cannot be used")
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize(("args", "fragment"), EVALUATE_CASES, ids=[" ".join(a) for a, _ in EVALUATE_CASES])

@@ -182,3 +182,42 @@ def test_filters_keep_only_images_the_reference_classifier_accepts(learned_run, 
     assert card["quality"]["metrics"]["gan_test"] >= card["quality"]["metrics_before_filtering"]["gan_test"]
     assert "before filtering" in (agreed / "README.md").read_text()
     assert np.isfinite(card["quality"]["metrics"]["pixel_std_ratio"])
+
+
+def test_the_discriminator_filter_keeps_the_draws_the_gans_own_critic_scores_highest(learned_run, tmp_path: Path) -> None:
+    from synthset.data.datamodule import to_signed_unit
+    from synthset.models.loading import load_generative_model
+
+    root, run_id = learned_run
+    one_shard = [f"run_id={run_id}", "num_samples=40", "shard_size=40", "progress=false", "card.eval_samples=0"]
+    common = [*one_shard, "format=npz", "memorization.enabled=false"]
+    judged = generate(compose_config("generate", [*common, f"out={tmp_path / 'judged'}", "filter.top_k=0.25",
+                                                  "filter.top_k_by=discriminator"], root))
+    plain = generate(compose_config("generate", [*common, f"out={tmp_path / 'plain'}"], root))
+    card = load_card(judged)
+    assert card["top_k"] == {"keep": 0.25, "by": "discriminator", "drawn": 160, "kept": 40}
+    assert card["spec"]["top_k_by"] == "discriminator" and "top_k_by" not in load_card(plain)["spec"]
+    assert "Discriminator filter" in (judged / "README.md").read_text()
+
+    model, _ = load_generative_model(root / "outputs" / "runs" / "learned" / "checkpoints" / card["source"]["checkpoint"])
+
+    def scores(out: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = read_dataset(out, load_card(out))
+        assert labels.bincount().tolist() == [4] * 10
+        return model.discriminator_scores(to_signed_unit(images), labels), labels
+
+    # The best 4 of 16 draws per class against 4 unjudged ones: D's own ranking, not the classifier's.
+    (judged_scores, labels), (plain_scores, _) = scores(judged), scores(plain)
+    assert judged_scores.mean() > plain_scores.mean() + 0.1 * plain_scores.std()
+    # Kept in the order drawn, not ranked: the card scores a prefix, which must be a fair sample of what was kept.
+    ranked = [bool((s[:-1] >= s[1:]).all()) for s in (judged_scores[labels == c] for c in range(10))]
+    assert not all(ranked)
+
+
+def test_the_discriminator_filter_refuses_a_model_without_one(session_runs, tmp_path: Path) -> None:
+    cfg = gen_config(session_runs, f"out={tmp_path / 'vae'}", "filter.top_k=0.5", "filter.top_k_by=discriminator",
+                     model="vae")
+    with pytest.raises(SynthsetError, match="filter.top_k_by=discriminator needs a GAN's discriminator, and this "
+                                            "checkpoint is a vae"):
+        generate(cfg)
+    assert not (tmp_path / "vae").exists()

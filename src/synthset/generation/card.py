@@ -159,9 +159,15 @@ def filter_lines(info: dict[str, Any]) -> list[str]:
                   f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
     if info.get("top_k"):
         tk = info["top_k"]
-        lines += ["", "## Confidence filter", "",
-                  f"Per shard and class, the {tk['keep']:.0%} of drawn images the reference classifier is most confident "
-                  f"about were kept (dynamic sample filtering, GaFi); {tk['drawn']} images were drawn for {tk['kept']}."]
+        if tk.get("by", "classifier") == "discriminator":
+            lines += ["", "## Discriminator filter", "",
+                      f"Per shard and class, the {tk['keep']:.0%} of drawn images the GAN's own discriminator scores as most "
+                      f"real were kept (discriminator rejection sampling at a fixed acceptance rate); {tk['drawn']} images "
+                      f"were drawn for {tk['kept']}."]
+        else:
+            lines += ["", "## Confidence filter", "",
+                      f"Per shard and class, the {tk['keep']:.0%} of drawn images the reference classifier is most confident "
+                      f"about were kept (dynamic sample filtering, GaFi); {tk['drawn']} images were drawn for {tk['kept']}."]
     return lines
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthset.data.datamodule import to_uint8
+from synthset.data.datamodule import to_signed_unit, to_uint8
 from synthset.errors import require
 from synthset.generation.manifest import Manifest
 from synthset.generation.memorization import MemorizationCheck
@@ -73,26 +73,40 @@ class ShardedGeneration:
             chunks.append(to_uint8(images).cpu())
         return torch.cat(chunks)
 
-    def draw_confident(self, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Per class, draw ceil(m / top_k) images and keep the m the reference classifier is surest of (GaFi)."""
+    def top_k_scores(self, images: torch.Tensor, label: int | None) -> torch.Tensor:
+        """How good each draw looks to ``spec.top_k_by``: the reference classifier's p(label), or D's logit."""
+        if self.spec.top_k_by == "discriminator":
+            labels = torch.full((len(images),), label, dtype=torch.long) if label is not None else None
+            return torch.cat([self.model.discriminator_scores(to_signed_unit(images[i : i + SAMPLE_BATCH]),
+                                                              labels[i : i + SAMPLE_BATCH] if labels is not None else None)
+                              for i in range(0, len(images), SAMPLE_BATCH)])
+        return self.classifier.probabilities(images)[:, label]
+
+    def draw_top_k(self, labels: torch.Tensor | None, n: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Per class (or all at once, unconditional), draw ceil(m / top_k) images and keep the m that score best.
+
+        Scored by the reference classifier's confidence (GaFi's dynamic sample filtering) or by the GAN's own
+        discriminator (discriminator rejection sampling, Azadi et al. 2019, as a fixed acceptance rate).
+        """
+        groups = [((labels == c).nonzero().squeeze(1), c) for c in labels.unique().tolist()] if labels is not None \
+            else [(torch.arange(n), None)]
         images = None
         drawn_total = 0
-        for c in labels.unique().tolist():
-            positions = (labels == c).nonzero().squeeze(1)
+        for positions, c in groups:
             drawn = math.ceil(len(positions) / self.spec.top_k)
-            candidates = self.draw(torch.full((drawn,), c, dtype=torch.long), drawn, generator)
-            confidence = self.classifier.probabilities(candidates)[:, c]
-            kept = candidates[confidence.argsort(descending=True, stable=True)[: len(positions)]]
+            candidates = self.draw(torch.full((drawn,), c, dtype=torch.long) if c is not None else None, drawn, generator)
+            best = self.top_k_scores(candidates, c).argsort(descending=True, stable=True)[: len(positions)]
+            kept = candidates[best.sort().values]  # in draw order: any prefix (the card's sample) is a fair sample
             if images is None:
-                images = torch.empty((len(labels), *kept.shape[1:]), dtype=kept.dtype)
+                images = torch.empty((n, *kept.shape[1:]), dtype=kept.dtype)
             images[positions] = kept
             drawn_total += drawn
         return images, drawn_total
 
     def first_draw(self, labels: torch.Tensor | None, n: int, generator: torch.Generator,
                    filtered: bool) -> tuple[torch.Tensor, int]:
-        if filtered and self.spec.top_k is not None and labels is not None:
-            return self.draw_confident(labels, generator)
+        if filtered and self.spec.top_k is not None:
+            return self.draw_top_k(labels, n, generator)
         return self.draw(labels, n, generator), n
 
     def shard_images(self, shard: int, filtered: bool = True) -> ShardImages:

@@ -11,6 +11,7 @@ from synthset.errors import require
 from synthset.models.base import require_temperature
 
 FORMATS = ("imagefolder", "hf", "webdataset", "npz")
+TOP_K_SCORERS = ("classifier", "discriminator")  # GaFi's reference-classifier confidence; the GAN's own D logit
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class GenerationSpec:
     drop_memorized: bool = False
     memorization: dict[str, Any] = field(default_factory=dict)
     label_agreement: float | None = None  # keep images the reference classifier assigns to their label with p >= this
-    top_k: float | None = None  # keep this share of each class's draws, the ones the reference classifier is surest of
+    top_k: float | None = None  # keep this share of each class's draws, the best ones by ``top_k_by``
+    top_k_by: str = "classifier"  # what ranks the draws: one of TOP_K_SCORERS
     temperature: float = 1.0  # the latents' spread around the prior's mean (see GenerativeModel.sample)
 
     def __post_init__(self) -> None:
@@ -40,14 +42,17 @@ class GenerationSpec:
                 f"filter.label_agreement={self.label_agreement} must be a probability in (0, 1), e.g. 0.5, or null.")
         require(self.top_k is None or (isinstance(self.top_k, float) and 0 < self.top_k <= 1),
                 f"filter.top_k={self.top_k} must be the share of draws to keep, in (0, 1], e.g. 0.5, or null.")
+        require(self.top_k_by in TOP_K_SCORERS,
+                f"filter.top_k_by={self.top_k_by} is unknown; expected {' or '.join(TOP_K_SCORERS)}.")
         require(isinstance(self.seed, int), f"seed={self.seed!r} must be an integer, e.g. seed=0.")
         require_temperature(self.temperature, "temperature")
 
     def to_dict(self) -> dict[str, Any]:
-        """Without ``temperature`` at its default: datasets drawn before it existed keep their spec and its digest."""
+        """Without settings at their defaults that came later: datasets drawn before them keep their spec and digest."""
         spec = asdict(self)
-        if spec["temperature"] == 1.0:
-            del spec["temperature"]
+        for key, default in (("temperature", 1.0), ("top_k_by", "classifier")):
+            if spec[key] == default:
+                del spec[key]
         return spec
 
     def digest(self) -> str:

@@ -50,6 +50,7 @@ class GenerativeModel(pl.LightningModule):
 
     decoder: nn.Module
     registry_name: ClassVar[str] = ""  # the short name checkpoints store (see synthset.models.MODEL_REGISTRY)
+    has_discriminator: ClassVar[bool] = False  # a GAN can score its own draws (``discriminator_scores``)
 
     def __init__(
         self,

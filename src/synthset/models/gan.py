@@ -23,6 +23,8 @@ class GANModule(GenerativeModel):
     Lightning's ``global_step`` counts every optimizer step; ``generator_steps`` counts G updates.
     """
 
+    has_discriminator = True
+
     def __init__(
         self,
         channels: int,
@@ -121,6 +123,17 @@ class GANModule(GenerativeModel):
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """D's scores of (augmented) images."""
         return self.compiled_network("discriminator")(self.augment(images), labels)
+
+    @torch.no_grad()
+    def discriminator_scores(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logit of each image in [-1, 1] as it is, without DiffAugment: higher looks more real to D."""
+        was_training = self.discriminator.training
+        self.discriminator.eval()
+        try:
+            labels = labels.to(self.device) if labels is not None and self.num_classes else None
+            return self.discriminator(images.to(self.device), labels).flatten().float().cpu()
+        finally:
+            self.discriminator.train(was_training)
 
     def draw_fakes(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, device=self.device)

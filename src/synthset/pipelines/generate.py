@@ -72,12 +72,18 @@ def build_spec(cfg: DictConfig, source: SourceCheckpoint) -> GenerationSpec:
         source_run_id=source.run_id, checkpoint_sha256=sha256_of(source.path), format=str(cfg.format),
         num_samples=cfg.num_samples, shard_size=cfg.shard_size, seed=cfg.seed, labels=labels_option(cfg.labels),
         drop_memorized=bool(filters.drop_memorized), label_agreement=filters.label_agreement, top_k=filters.get("top_k"),
+        top_k_by=filters.get("top_k_by", "classifier"),
         temperature=cfg.get("temperature", 1.0),
         memorization={"enabled": bool(mem_cfg.enabled), "extractor": mem_cfg.extractor, "percentile": mem_cfg.percentile},
     )
     require(not spec.drop_memorized or mem_cfg.enabled, "filter.drop_memorized=true needs memorization.enabled=true.")
-    require((spec.label_agreement is None and spec.top_k is None) or source.model.num_classes,
-            "filter.label_agreement and filter.top_k need a class-conditional model; this one is unconditional, so drop them.")
+    by_classifier = spec.label_agreement is not None or (spec.top_k is not None and spec.top_k_by == "classifier")
+    require(not by_classifier or source.model.num_classes,
+            "filter.label_agreement and filter.top_k by the classifier need a class-conditional model; this one is "
+            "unconditional, so drop them (filter.top_k_by=discriminator works for an unconditional GAN).")
+    require(spec.top_k is None or spec.top_k_by != "discriminator" or source.model.has_discriminator,
+            f"filter.top_k_by=discriminator needs a GAN's discriminator, and this checkpoint is a "
+            f"{source.model.registry_name}; use filter.top_k_by=classifier.")
     return spec
 
 
@@ -279,7 +285,7 @@ def card_info(cfg: DictConfig, source: SourceCheckpoint, spec: GenerationSpec, m
         "label_agreement": {"threshold": spec.label_agreement,
                             "disagreed": sum(s.get("disagreed", 0) for s in manifest.shards.values())}
         if spec.label_agreement is not None else None,
-        "top_k": {"keep": spec.top_k, "drawn": sum(s.get("drawn", 0) for s in manifest.shards.values()),
+        "top_k": {"keep": spec.top_k, "by": spec.top_k_by, "drawn": sum(s.get("drawn", 0) for s in manifest.shards.values()),
                   "kept": spec.num_samples} if spec.top_k is not None else None,
         "shards": {k: {"sha256": v["sha256"], "count": v["count"]}
                    for k, v in sorted(manifest.shards.items(), key=lambda kv: int(kv[0]))},
