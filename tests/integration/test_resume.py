@@ -43,12 +43,21 @@ def history(client: MlflowClient, key: str) -> list[int]:
     return [m.step for m in client.get_metric_history(runs[0].info.run_id, key)] if runs else []
 
 
-def kill_after(root: Path, proc: subprocess.Popen, client: MlflowClient, train_step: int, eval_step: int) -> Path:
-    """SIGKILL ``proc`` once the run holds train/loss and eval/val/gan_test at (or past) these steps."""
+def kill_after(root: Path, proc: subprocess.Popen, client: MlflowClient, train_step: int, eval_step: int,
+               between_checkpoints: bool = False) -> Path:
+    """SIGKILL ``proc`` once the run holds train/loss and eval/val/gan_test at (or past) these steps.
+
+    ``between_checkpoints``: also wait until the newest logged step is well inside an interval of the 50-step
+    checkpoints, so the kill cannot land just after a checkpoint, before any step past it is logged.
+    """
+    def ready() -> bool:
+        train = max(history(client, "train/loss"), default=0)
+        inside = 14 <= train % 50 <= 34 if between_checkpoints else True
+        return train >= train_step and max(history(client, "eval/val/gan_test"), default=0) >= eval_step and inside
+
     try:
         checkpoint = wait_for_checkpoint(root, proc)
-        while (max(history(client, "train/loss"), default=0) < train_step or max(history(client, "eval/val/gan_test"),
-                                                                                  default=0) < eval_step) and proc.poll() is None:
+        while not ready() and proc.poll() is None:
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -67,7 +76,8 @@ def test_resume_after_sigkill_with_evaluation_on_loses_and_repeats_nothing(root:
                             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(tracking_uri_for(root))
     # Held writes appear only with a checkpoint: wait for the second one (step 100).
-    checkpoint = kill_after(root, proc, client, *((70, 60) if flush_every_s == 0 else (95, 80)))
+    checkpoint = kill_after(root, proc, client, *((70, 60) if flush_every_s == 0 else (95, 80)),
+                            between_checkpoints=flush_every_s == 0)
 
     saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     (run,) = client.search_runs([client.get_experiment_by_name("synthset").experiment_id])

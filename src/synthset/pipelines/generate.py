@@ -40,6 +40,7 @@ from synthset.metrics.fidelity import MetricSettings
 from synthset.metrics.protocol import protocol_text
 from synthset.pipelines.generation_run import finish_generation_run, start_generation_run
 from synthset.tracking.checkpoints import SourceCheckpoint, open_source_checkpoint
+from synthset.tracking.store import ensure_store
 
 CARD_SPLITS = ("test", "val")
 
@@ -180,6 +181,8 @@ def generate_as(cfg: DictConfig, ranks: Ranks) -> Path:
     memorization, classifier = filters_for(cfg, spec, datamodule, ranks)
     source.model.to(device_for(str(cfg.get("device", "cpu")), ranks))
 
+    if source.run is None and ranks.is_main:  # ckpt=: no run was read, but rank 0's generation run goes to this store
+        ensure_store(source.tracking_uri)
     # Everything that can refuse has run: only now does the output folder come into being.
     # The default folder names the spec: another spec gets another folder, the same spec resumes.
     default = f"{source.name}-{spec.format}-{spec.num_samples}-{spec.digest()[:8]}"

@@ -17,7 +17,7 @@ from synthset.models import GenerativeModel
 from synthset.models.checkpoint_format import EVAL_KEY
 from synthset.models.loading import load_generative_model
 from synthset.tracking.runs import find_checkpoint, find_run
-from synthset.tracking.store import ensure_store, require_existing_store, tracking_uri_for
+from synthset.tracking.store import require_existing_store, tracking_uri_for
 
 
 @dataclass
@@ -67,7 +67,6 @@ def open_source_checkpoint(cfg: DictConfig) -> SourceCheckpoint:
     if cfg.get("ckpt"):
         path = Path(str(cfg.ckpt)).expanduser()
         require(path.is_file(), f"ckpt={path} is not a file; pass the path of a .ckpt written by synthset.")
-        ensure_store(uri)  # results go to this store: a bad one is refused before anything is written
     else:
         require(cfg.get("run_id"), "run_id is missing; pass run_id=<id>, run_id=latest, run_id=best or ckpt=<file.ckpt>.")
         require_existing_store(uri)
