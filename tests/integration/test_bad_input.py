@@ -140,7 +140,7 @@ def test_generate_refuses_bad_input(session_runs, tmp_path: Path, args: list[str
 
 def test_a_checkpoint_file_with_an_unusable_store_is_refused_before_anything_is_written(session_runs,
                                                                                       tmp_path: Path) -> None:
-    """``ckpt=`` needs no run, but its generation run still goes to the store: check the store first."""
+    """``ckpt=`` reads no run, but its generation run still goes to the store: it is checked before anything is written."""
     folder_store = tmp_path / "mlruns"  # a plain folder: MLflow 3 refuses file stores
     result = run_entry("generate.py", f"ckpt={session_runs.checkpoints['dcgan']}", f"tracking.uri={folder_store}",
                        "num_samples=20", "card.eval_samples=0", f"out={tmp_path / 'never'}", root=session_runs.root)
