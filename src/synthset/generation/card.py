@@ -150,6 +150,14 @@ def memorization_lines(info: dict[str, Any]) -> list[str]:
     ]
 
 
+# filter.top_k_by -> the card's heading, what ranked the draws, and the method's name
+TOP_K_WORDING = {
+    "classifier": ("Confidence filter", "the reference classifier is most confident about", "dynamic sample filtering, GaFi"),
+    "discriminator": ("Discriminator filter", "the GAN's own discriminator scores as most real",
+                      "discriminator rejection sampling at a fixed acceptance rate"),
+}
+
+
 def filter_lines(info: dict[str, Any]) -> list[str]:
     lines = []
     if info.get("label_agreement"):
@@ -159,15 +167,10 @@ def filter_lines(info: dict[str, Any]) -> list[str]:
                   f"p >= {la['threshold']}; {la['disagreed']} first draws failed and were redrawn."]
     if info.get("top_k"):
         tk = info["top_k"]
-        if tk.get("by", "classifier") == "discriminator":
-            lines += ["", "## Discriminator filter", "",
-                      f"Per shard and class, the {tk['keep']:.0%} of drawn images the GAN's own discriminator scores as most "
-                      f"real were kept (discriminator rejection sampling at a fixed acceptance rate); {tk['drawn']} images "
-                      f"were drawn for {tk['kept']}."]
-        else:
-            lines += ["", "## Confidence filter", "",
-                      f"Per shard and class, the {tk['keep']:.0%} of drawn images the reference classifier is most confident "
-                      f"about were kept (dynamic sample filtering, GaFi); {tk['drawn']} images were drawn for {tk['kept']}."]
+        title, ranked_by, method = TOP_K_WORDING[tk.get("by", "classifier")]
+        lines += ["", f"## {title}", "",
+                  f"Per shard and class, the {tk['keep']:.0%} of drawn images {ranked_by} were kept ({method}); "
+                  f"{tk['drawn']} images were drawn for {tk['kept']}."]
     return lines
 
 

@@ -77,9 +77,7 @@ class ShardedGeneration:
         """How good each draw looks to ``spec.top_k_by``: the reference classifier's p(label), or D's logit."""
         if self.spec.top_k_by == "discriminator":
             labels = torch.full((len(images),), label, dtype=torch.long) if label is not None else None
-            return torch.cat([self.model.discriminator_scores(to_signed_unit(images[i : i + SAMPLE_BATCH]),
-                                                              labels[i : i + SAMPLE_BATCH] if labels is not None else None)
-                              for i in range(0, len(images), SAMPLE_BATCH)])
+            return self.model.discriminator_scores(to_signed_unit(images), labels, batch_size=SAMPLE_BATCH)
         return self.classifier.probabilities(images)[:, label]
 
     def draw_top_k(self, labels: torch.Tensor | None, n: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:

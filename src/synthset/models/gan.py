@@ -125,13 +125,17 @@ class GANModule(GenerativeModel):
         return self.compiled_network("discriminator")(self.augment(images), labels)
 
     @torch.no_grad()
-    def discriminator_scores(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def discriminator_scores(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 256) -> torch.Tensor:
         """D's logit of each image in [-1, 1] as it is, without DiffAugment: higher looks more real to D."""
         was_training = self.discriminator.training
         self.discriminator.eval()
         try:
-            labels = labels.to(self.device) if labels is not None and self.num_classes else None
-            return self.discriminator(images.to(self.device), labels).flatten().float().cpu()
+            scores = []
+            for start in range(0, len(images), batch_size):
+                batch_labels = labels[start : start + batch_size].to(self.device) if labels is not None and self.num_classes else None
+                batch = images[start : start + batch_size].to(self.device)
+                scores.append(self.discriminator(batch, batch_labels).flatten().float().cpu())
+            return torch.cat(scores)
         finally:
             self.discriminator.train(was_training)
 
