@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from synthset.errors import SynthsetError
+from synthset.metrics.classifier import pad_and_crop
 from synthset.models import DCGAN, WGANGP
-from synthset.models.diffaugment import diff_augment, parse_policy
+from synthset.models.diffaugment import diff_augment, parse_policy, translation
 
 ALL = ["color", "translation", "cutout"]
 
@@ -30,6 +31,20 @@ def test_translation_moves_content_and_cutout_zeroes_a_square() -> None:
     assert zeros.min() > 0 and zeros.max() <= 64  # at most an 8x8 square
     moved = diff_augment(torch.arange(256.0).view(1, 1, 16, 16).expand(64, -1, -1, -1), ["translation"])
     assert (moved != torch.arange(256.0).view(1, 1, 16, 16)).flatten(1).any(1).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("shift", [lambda x: pad_and_crop(x, 2), translation], ids=["pad_and_crop", "translation"])
+def test_shifted_images_are_windows_of_their_padded_input_in_the_standard_layout(shift, channels: int) -> None:
+    # NCHW strides, not channels-last ones: on AVX2-only CPUs a strided 1x1 convolution's backward over
+    # channels-last input corrupts the heap (the reference classifier's skip path crashed its trainer)
+    torch.manual_seed(2)
+    images = torch.arange(1.0, 8 * channels * 16 * 16 + 1).view(8, channels, 16, 16)
+    out = shift(images)
+    assert out.stride() == torch.empty(out.shape).stride()
+    padded = torch.nn.functional.pad(images, [2] * 4)  # both shift by at most 2 px at 16 px, filling with zeros
+    for image, window in zip(padded, out, strict=True):
+        assert any(torch.equal(image[:, dy : dy + 16, dx : dx + 16], window) for dy in range(5) for dx in range(5))
 
 
 def test_policy_accepts_lists_and_strings_and_names_bad_values() -> None:

@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from synthset.atomic import atomic_write_with
 from synthset.cuda_probe import skip_unloadable_nvml_check
 from synthset.data.datamodule import ImageDataModule, IndexedImages, random_mirror, to_signed_unit
+from synthset.models.diffaugment import gather_pixels
 
 RECIPE = "reference-classifier-v2"  # bump whenever ReferenceClassifier or fit_classifier changes: caches expire
 
@@ -70,8 +71,7 @@ def pad_and_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
     dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
     rows = torch.arange(h, device=images.device).view(1, h, 1) + dy
     cols = torch.arange(w, device=images.device).view(1, 1, w) + dx
-    batch = torch.arange(n, device=images.device).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    return gather_pixels(padded, rows, cols)
 
 
 class ReferenceClassifier(pl.LightningModule):

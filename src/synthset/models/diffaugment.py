@@ -24,6 +24,17 @@ def contrast(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) * (torch.rand(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype) + 0.5) + mean
 
 
+def gather_pixels(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``images[i, :, rows[i], cols[i]]`` for each image ``i`` (rows: (N, H, 1), cols: (N, 1, W)), laid out as NCHW.
+
+    Indexing the NHWC view is the fast gather, but it leaves a channels-last tensor, and on AVX2-only CPUs
+    (PyTorch 2.14, oneDNN 3.12) a strided 1x1 convolution's backward over channels-last input corrupts the heap.
+    """
+    batch = torch.arange(images.size(0), device=images.device).view(-1, 1, 1)
+    nhwc = images.permute(0, 2, 3, 1)[batch, rows, cols]
+    return nhwc.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+
+
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to ``ratio`` of its size, filling with zeros (the paper's policy)."""
     n, _, h, w = x.shape
@@ -32,9 +43,7 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     dx = torch.randint(-shift_x, shift_x + 1, (n, 1, 1), device=x.device)
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy + 1).clamp(0, h + 1)
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx + 1).clamp(0, w + 1)
-    padded = F.pad(x, [1, 1, 1, 1])
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    return gather_pixels(F.pad(x, [1, 1, 1, 1]), rows, cols)
 
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
