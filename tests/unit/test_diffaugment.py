@@ -63,3 +63,13 @@ def test_discriminator_sees_augmented_images_only_when_asked(cls) -> None:
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     assert torch.equal(plain.discriminate(x, None), plain.discriminator(x, None))
     assert not torch.allclose(augmented.discriminate(x, None), plain.discriminator(x, None))
+
+
+def test_augmented_images_keep_the_memory_format_the_model_asks_for() -> None:
+    # the shifts return NCHW (see above); a model trained channels-last on a GPU gets its D input back in that format
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    for channels_last in (False, True):
+        model = DCGAN(channels=3, image_size=16, width=8, diffaugment=["translation"], channels_last=channels_last)
+        out = model.augment(model.memory_format(x))
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        assert out.is_contiguous() != channels_last

@@ -117,8 +117,8 @@ class GANModule(GenerativeModel):
         return self.memory_format(images), (labels if self.num_classes else None)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """DiffAugment: real and fake images alike, before D (identity when off)."""
-        return diff_augment(images, self.augmentations) if self.augmentations else images
+        """DiffAugment: real and fake images alike, before D (identity when off), in the requested memory format."""
+        return self.memory_format(diff_augment(images, self.augmentations)) if self.augmentations else images
 
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """D's scores of (augmented) images."""
