@@ -47,13 +47,15 @@ def kill_after(root: Path, proc: subprocess.Popen, client: MlflowClient, train_s
                between_checkpoints: bool = False) -> Path:
     """SIGKILL ``proc`` once the run holds train/loss and eval/val/gan_test at (or past) these steps.
 
-    ``between_checkpoints``: also wait until the newest logged step is well inside an interval of the 50-step
-    checkpoints, so the kill cannot land just after a checkpoint, before any step past it is logged.
+    ``between_checkpoints``: also wait until the newest train and eval steps both lie past the newest 50-step
+    checkpoint, well before the next one, so the kill cannot land before a step past the checkpoint is logged.
     """
     def ready() -> bool:
         train = max(history(client, "train/loss"), default=0)
-        inside = 14 <= train % 50 <= 34 if between_checkpoints else True
-        return train >= train_step and max(history(client, "eval/val/gan_test"), default=0) >= eval_step and inside
+        evaluated = max(history(client, "eval/val/gan_test"), default=0)
+        newest_checkpoint = train - train % 50
+        inside = evaluated > newest_checkpoint and 4 <= train % 50 <= 34 if between_checkpoints else True
+        return train >= train_step and evaluated >= eval_step and inside
 
     try:
         checkpoint = wait_for_checkpoint(root, proc)
