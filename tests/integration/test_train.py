@@ -8,7 +8,7 @@ from PIL import Image
 
 from synthset.pipelines.train import train
 from synthset.tracking.runs import RUN_DIR_TAG
-from tests.conftest import tracking_uri_for
+from tests.conftest import DOMAIN_EVAL, tracking_uri_for
 
 
 def test_every_model_trains_and_logs_a_run(session_runs) -> None:
@@ -57,3 +57,18 @@ def test_training_leaves_the_tracking_environment_as_it_found_it(train_config) -
 
     train(train_config("model=vae", "trainer.max_steps=2"))
     assert "MLFLOW_TRACKING_URI" not in os.environ  # a later run must not inherit this run's store
+
+
+def test_evaluation_during_training_leaves_the_trained_weights_as_they_would_be_without_it(train_config, root: Path) -> None:
+    # Scoring builds or loads the reference classifier and samples: if any of that drew from the run's random
+    # streams, a model would depend on its evaluation schedule and on whether the classifier was cached.
+    weights = []
+    for every in (0, 2):  # generator steps: 12 optimizer steps are 6 of them, so evaluations at 2 and 4 fall mid-run
+        cfg = train_config("model=dcgan", "model.conditional=true", "trainer.max_steps=12", *DOMAIN_EVAL,
+                           f"eval.every_n_steps={every}", f"logger.run_name=eval-every-{every}")
+        cfg.paths.run_dir = str(root / "outputs" / "runs" / f"eval-every-{every}")
+        train(cfg)
+        state = torch.load(Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        weights.append({k: v for k, v in state.items() if k.startswith(("generator.", "discriminator."))})
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

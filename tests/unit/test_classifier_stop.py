@@ -1,7 +1,10 @@
-"""When the reference classifier stops: at the first perfect val score, at a plateau, or at the end of its budget."""
+"""When the reference classifier stops (first perfect val score, plateau, end of budget), and what it leaves untouched."""
 
+import os
+import random
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from synthset.metrics.classifier import ClassifierRecipe, fit_classifier
@@ -31,3 +34,22 @@ def test_patience_stops_at_a_plateau_and_zero_runs_the_whole_budget() -> None:
     assert len(scores) < plateau.max_steps // plateau.val_every, scores
     assert max(scores[-2:]) <= max(scores[:-2]) < 1.0  # the last two without a gain, and not a perfect score
     assert len(whole.val_scores) == plateau.max_steps // plateau.val_every
+
+
+def test_fitting_a_classifier_leaves_the_callers_random_streams_and_seed_variables_as_they_were(monkeypatch) -> None:
+    # A training run fits its reference classifier at its first evaluation when the cache is cold: the run's own
+    # draws after it must be the ones it would make with a warm cache.
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+    labels = torch.arange(16) % 2
+    images = torch.randint(0, 255, (16, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    recipe = ClassifierRecipe(max_steps=4, batch_size=4, val_every=2, patience=0, crop_padding=1)
+
+    def draws_after(fit: bool) -> tuple:
+        torch.manual_seed(123), random.seed(123), np.random.seed(123)
+        if fit:
+            fit_classifier(images, labels, 2, recipe, seed=0, val=(images, labels))
+        return torch.rand(3).tolist(), random.random(), np.random.rand()
+
+    assert draws_after(fit=True) == draws_after(fit=False)
+    assert "PL_GLOBAL_SEED" not in os.environ and "PL_SEED_WORKERS" not in os.environ

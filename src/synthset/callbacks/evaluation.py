@@ -19,6 +19,7 @@ from synthset.metrics.protocol import (
     protocol_text,
 )
 from synthset.models.checkpoint_format import EVAL_KEY
+from synthset.rng import rng_kept_apart
 
 
 class EvaluationCallback(pl.Callback):
@@ -128,7 +129,8 @@ class EvaluationCallback(pl.Callback):
         self.last_eval_step = generator_step
         improved, use_ema = False, bool(pl_module.use_ema)
         if trainer.is_global_zero:
-            metrics, use_ema = self.score(trainer, pl_module)
+            with rng_kept_apart():  # scoring observes the run: its draws must not change what training draws next
+                metrics, use_ema = self.score(trainer, pl_module)
             self.last_metrics = metrics
             self.log_scores(trainer, metrics)
             # A tie goes to the newer checkpoint: a saturated score (coverage 1.0) would freeze an early one.

@@ -25,6 +25,7 @@ from synthset.atomic import atomic_write_with
 from synthset.cuda_probe import skip_unloadable_nvml_check
 from synthset.data.datamodule import ImageDataModule, IndexedImages, random_mirror, to_signed_unit
 from synthset.models.diffaugment import gather_pixels
+from synthset.rng import rng_kept_apart
 
 RECIPE = "reference-classifier-v2"  # bump whenever ReferenceClassifier or fit_classifier changes: caches expire
 
@@ -148,9 +149,19 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
     ``start``: the weights to fine-tune from (another classifier's state dict) instead of a random initialization.
     """
+    # Seeded on its own, and the caller's streams given back: a training run that fits its reference
+    # classifier at the first evaluation (cold cache) must go on exactly as one that loads it.
+    with rng_kept_apart():
+        pl.seed_everything(seed, workers=True, verbose=False)
+        return _fit_seeded(images, labels, num_classes, recipe, seed, val, weights, start)
+
+
+def _fit_seeded(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe, seed: int,
+                val: tuple[torch.Tensor, torch.Tensor], weights: torch.Tensor | None,
+                start: dict[str, torch.Tensor] | None) -> ReferenceClassifier:
+    """``fit_classifier``'s body, once every global stream is seeded."""
     from pytorch_lightning.callbacks import EarlyStopping
 
-    pl.seed_everything(seed, workers=True, verbose=False)
     model = ReferenceClassifier(images.size(1), num_classes, lr=recipe.lr, max_steps=recipe.max_steps,
                                 crop_padding=recipe.crop_padding, flip=recipe.flip)
     if start is not None:
