@@ -149,43 +149,36 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
     ``start``: the weights to fine-tune from (another classifier's state dict) instead of a random initialization.
     """
+    from pytorch_lightning.callbacks import EarlyStopping
+
     # Seeded on its own, and the caller's streams given back: a training run that fits its reference
     # classifier at the first evaluation (cold cache) must go on exactly as one that loads it.
     with rng_kept_apart():
         pl.seed_everything(seed, workers=True, verbose=False)
-        return _fit_seeded(images, labels, num_classes, recipe, seed, val, weights, start)
-
-
-def _fit_seeded(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: ClassifierRecipe, seed: int,
-                val: tuple[torch.Tensor, torch.Tensor], weights: torch.Tensor | None,
-                start: dict[str, torch.Tensor] | None) -> ReferenceClassifier:
-    """``fit_classifier``'s body, once every global stream is seeded."""
-    from pytorch_lightning.callbacks import EarlyStopping
-
-    model = ReferenceClassifier(images.size(1), num_classes, lr=recipe.lr, max_steps=recipe.max_steps,
-                                crop_padding=recipe.crop_padding, flip=recipe.flip)
-    if start is not None:
-        model.load_state_dict(start)
-    generator = torch.Generator().manual_seed(seed)
-    total = recipe.max_steps * recipe.batch_size
-    sampler = (WeightedRandomSampler(weights, total, replacement=True, generator=generator) if weights is not None
-               else RandomSampler(range(len(images)), num_samples=total, generator=generator))
-    loader = DataLoader(IndexedImages(images, labels), sampler=BatchSampler(sampler, recipe.batch_size, drop_last=True),
-                        batch_size=None)
-    val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
+        model = ReferenceClassifier(images.size(1), num_classes, lr=recipe.lr, max_steps=recipe.max_steps,
+                                    crop_padding=recipe.crop_padding, flip=recipe.flip)
+        if start is not None:
+            model.load_state_dict(start)
+        generator = torch.Generator().manual_seed(seed)
+        total = recipe.max_steps * recipe.batch_size
+        sampler = (WeightedRandomSampler(weights, total, replacement=True, generator=generator) if weights is not None
+                   else RandomSampler(range(len(images)), num_samples=total, generator=generator))
+        loader = DataLoader(IndexedImages(images, labels), sampler=BatchSampler(sampler, recipe.batch_size, drop_last=True),
                             batch_size=None)
-    # patience 0 runs the whole cosine budget; the weights best on val are kept either way (below)
-    plateau_stop = ([EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience,
-                                   check_on_train_epoch_end=False)] if recipe.patience else [])
-    skip_unloadable_nvml_check()
-    trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,
-                         callbacks=plateau_stop)
-    trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
-    if model.best_state is not None:
-        model.load_state_dict(model.best_state)
-    return model.eval()
+        val_loader = DataLoader(IndexedImages(*val), sampler=BatchSampler(range(len(val[0])), 512, drop_last=False),
+                                batch_size=None)
+        # patience 0 runs the whole cosine budget; the weights best on val are kept either way (below)
+        plateau_stop = ([EarlyStopping(monitor="val_accuracy", mode="max", patience=recipe.patience,
+                                       check_on_train_epoch_end=False)] if recipe.patience else [])
+        skip_unloadable_nvml_check()
+        trainer = pl.Trainer(max_steps=recipe.max_steps, max_epochs=1, accelerator="cpu", logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             val_check_interval=min(recipe.val_every, recipe.max_steps), num_sanity_val_steps=0,
+                             callbacks=plateau_stop)
+        trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
+        if model.best_state is not None:
+            model.load_state_dict(model.best_state)
+        return model.eval()
 
 
 def recipe_for(datamodule: ImageDataModule, max_steps: int = 3000, batch_size: int = 64, augment: bool = True,
